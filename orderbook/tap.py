@@ -1,0 +1,100 @@
+"""``twistd orderbook --config FILE``: Options and makeService (wiring only).
+
+The config file is read and validated in ``Options.postOptions``: any problem
+prints one line naming the file, the key and the problem, and twistd exits 1.
+``makeService`` wires the services into one MultiService::
+
+    [simulator] -> node files -> IngestService -> Books -> feed Registry -> Site(s)
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService, MultiService
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.python import usage
+
+from orderbook import config, logs, tls
+from orderbook.config import ConfigError, Settings
+
+_log = Logger(namespace="orderbook.tap")
+
+
+class Options(usage.Options):
+    """Command line of ``twistd orderbook``."""
+
+    synopsis = "--config FILE"
+    optParameters = [
+        ["config", "c", None, "The config file (INI). See etc/orderbook.ini for every key."],
+    ]
+
+    settings: Settings
+
+    def postOptions(self) -> None:
+        if not self["config"]:
+            raise usage.UsageError("--config FILE is required")
+        try:
+            self.settings = config.load(self["config"])
+            tls.ensure_self_signed(self.settings.tls)
+        except ConfigError as exc:
+            _fail(str(exc))
+        except OSError as exc:
+            _fail(
+                f"{self['config']}: [tls] self_signed: cannot write {exc.filename}: {exc.strerror}"
+            )
+        if self.parent is not None:
+            self.parent["logger"] = logs.use_config(self.settings.log, self.parent.get("logfile"))
+
+
+def _fail(line: str) -> None:
+    """One line on stderr, exit code 1: twistd would bury a UsageError in its usage text."""
+    sys.stderr.write(f"orderbook: {line}\n")
+    raise SystemExit(1)
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    """Wire simulator (optional), ingestion, book, feed and listening sites."""
+    if reactor is None:
+        from twisted.internet import reactor
+    from orderbook.book.books import Books
+    from orderbook.feed.registry import Registry as FeedRegistry
+    from orderbook.metrics import Registry as MetricsRegistry
+    from orderbook.node.service import IngestService
+    from orderbook.server.site import make_site
+
+    settings = options.settings
+    top = MultiService()
+    metrics = MetricsRegistry()
+    books = Books()
+    if settings.simulator.enabled:
+        _simulator_service(settings).setServiceParent(top)
+    feed = FeedRegistry(books, settings.websocket, metrics, reactor=reactor)
+    ingest = IngestService(settings.node, books, feed, metrics, reactor=reactor)
+    ingest.setServiceParent(top)
+    site = make_site(
+        settings.server, settings.websocket, books, feed, metrics, ingest.status, reactor=reactor
+    )
+    for spec in settings.server.listen:
+        if tls.is_plaintext(spec):
+            _log.warn("listening on {spec}: plaintext, no TLS", spec=spec)
+        endpoint = serverFromString(reactor, tls.endpoint_string(spec, settings.tls))
+        StreamServerEndpointService(endpoint, site).setServiceParent(top)
+    return top
+
+
+def _simulator_service(settings: Settings) -> IService:
+    from orderbook.sim.service import SimulatorService
+
+    sim = settings.simulator
+    return SimulatorService(
+        data_dir=settings.node.data_dir,
+        info_port=sim.info_port,
+        seed=sim.seed,
+        blocks_per_second=sim.blocks_per_second,
+        mode=settings.node.mode,
+        scale=sim.scale,
+    )
