@@ -13,10 +13,11 @@ import sys
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from orderbook import config, logs, tls
 from orderbook.config import ConfigError, Settings
@@ -82,8 +83,37 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         if tls.is_plaintext(spec):
             _log.warn("listening on {spec}: plaintext, no TLS", spec=spec)
         endpoint = serverFromString(reactor, tls.endpoint_string(spec, settings.tls))
-        StreamServerEndpointService(endpoint, site).setServiceParent(top)
+        ListeningService(spec, endpoint, site).setServiceParent(top)
     return top
+
+
+class ListeningService(StreamServerEndpointService):
+    """Listen on one endpoint; log the bound address; fail startup in one line."""
+
+    def __init__(self, spec: str, endpoint: Any, factory: Any) -> None:
+        super().__init__(endpoint, factory)
+        self.spec = spec
+        self.port: Any = None
+
+    def privilegedStartService(self) -> None:
+        Service.privilegedStartService(self)
+        self._waitingForPort = self.endpoint.listen(self.factory)
+        failures: list[Failure] = []
+        self._waitingForPort.addCallbacks(self._listening, failures.append)
+        if failures:  # TCP/TLS listen errors are synchronous: stop before the reactor runs
+            _fail(f"cannot listen on {self.spec}: {failures[0].getErrorMessage()}")
+
+    def _listening(self, port: Any) -> Any:
+        self.port = port
+        address = port.getHost()
+        scheme = "plaintext" if tls.is_plaintext(self.spec) else "tls"
+        _log.info(
+            "listening on {host}:{port} ({scheme})",
+            host=address.host,
+            port=address.port,
+            scheme=scheme,
+        )
+        return port
 
 
 def _simulator_service(settings: Settings) -> IService:

@@ -1,0 +1,75 @@
+"""The twistd plugin and the command line: found, parsed, config errors in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from twisted.application.service import IServiceMaker
+from twisted.plugin import getPlugins
+from twisted.python import usage
+
+from orderbook import tap
+from tests.e2e.procs import Proc, twistd_command
+
+
+def test_plugin_is_found():
+    """twistd sees the ``orderbook`` service maker, pointing at orderbook.tap."""
+    makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
+    assert "orderbook" in makers
+    assert makers["orderbook"].module == "orderbook.tap"
+    assert makers["orderbook"].options is tap.Options
+
+
+def test_config_is_required():
+    """Options without --config is a usage error."""
+    with pytest.raises(usage.UsageError, match="--config FILE is required"):
+        tap.Options().parseOptions([])
+
+
+def test_options_load_settings(tmp_path):
+    """--config parses the file into typed settings."""
+    path = tmp_path / "ob.ini"
+    path.write_text(f"[node]\ndata_dir = {tmp_path}\n[server]\nlisten = tcp:0\n")
+    options = tap.Options()
+    options.parseOptions(["--config", str(path)])
+    assert options.settings.server.listen == ("tcp:0",)
+
+
+def run_twistd(tmp_path: Path, config_text: str) -> tuple[int, str]:
+    config = tmp_path / "bad.ini"
+    config.write_text(config_text)
+    proc = Proc(
+        twistd_command() + ["-n", "--pidfile", "", "orderbook", "--config", str(config)],
+        tmp_path / "out.log",
+        cwd=tmp_path,
+    )
+    proc.popen.wait(60)
+    return proc.stop(), proc.output()
+
+
+BAD_CONFIGS = [
+    ("[nodes]\n", "unknown section [nodes]"),
+    (
+        "[node]\ndata_dir = {tmp}\nmode = batch\n",
+        "[node] mode: expected one of by_block, streaming",
+    ),
+    ("[node]\ndata_dir = {tmp}\nfoo = 1\n", "[node] unknown key 'foo'"),
+    ("[node]\ndata_dir = {tmp}/absent\n", "[node] data_dir: directory"),
+    (
+        "[node]\ndata_dir = {tmp}\n[tls]\ncertificate = {tmp}/no.pem\nprivate_key = {tmp}/no.key\n",
+        "[tls] certificate: cannot read",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_CONFIGS)
+def test_twistd_config_errors_exit_1_with_one_line(tmp_path, text, message):
+    """A bad config makes the real twistd exit 1 with one line naming file and key."""
+    code, output = run_twistd(tmp_path, text.format(tmp=tmp_path))
+    assert code == 1
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    assert lines[0].startswith(f"orderbook: {tmp_path / 'bad.ini'}: ")
+    assert message in lines[0]
+    assert "Traceback" not in output
