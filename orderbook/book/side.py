@@ -1,0 +1,108 @@
+"""One side of one coin's book: price levels with FIFO queues and a price index.
+
+Levels are found by price in a dict; a bisect-sorted list of keys orders them
+(key = -px for bids, px for asks, so index 0 is always the best level). Each
+level's queue is an insertion-ordered dict oid -> Order with a running total
+size; its order count is ``len(orders)``.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from collections.abc import Iterator
+
+from orderbook import fixed
+from orderbook.book.order import Order
+
+BID = "B"
+ASK = "A"
+
+
+class Level:
+    """One price level: a FIFO queue of orders and their total size."""
+
+    __slots__ = ("px", "px_str", "orders", "size", "side")
+
+    def __init__(self, px: int, side: Side) -> None:
+        self.px = px
+        self.px_str = fixed.format(px)
+        self.orders: dict[int, Order] = {}
+        self.size = 0
+        self.side = side
+
+    def append(self, order: Order) -> None:
+        self.orders[order.oid] = order
+        self.size += order.sz
+        order.level = self
+
+    def insert_before(self, order: Order, before: int) -> bool:
+        """Put ``order`` directly in front of resting oid ``before`` (False: not here)."""
+        if before not in self.orders:
+            return False
+        queue: dict[int, Order] = {}
+        for oid, other in self.orders.items():
+            if oid == before:
+                queue[order.oid] = order
+            queue[oid] = other
+        self.orders = queue
+        self.size += order.sz
+        order.level = self
+        return True
+
+
+class Side:
+    """Bids or asks of one coin."""
+
+    __slots__ = ("coin", "name", "is_bid", "levels", "keys")
+
+    def __init__(self, coin: str, name: str) -> None:
+        self.coin = coin
+        self.name = name
+        self.is_bid = name == BID
+        self.levels: dict[int, Level] = {}
+        self.keys: list[int] = []  # sorted; best first
+
+    def level_for(self, px: int) -> Level:
+        """The level at ``px``, created (and indexed) when missing."""
+        level = self.levels.get(px)
+        if level is None:
+            level = self.levels[px] = Level(px, self)
+            insort(self.keys, -px if self.is_bid else px)
+        return level
+
+    def remove(self, order: Order) -> None:
+        """Take ``order`` out of its level, dropping the level when it empties."""
+        level = order.level
+        assert level is not None and level.side is self
+        del level.orders[order.oid]
+        level.size -= order.sz
+        order.level = None
+        if not level.orders:
+            del self.levels[level.px]
+            keys = self.keys
+            del keys[bisect_left(keys, -level.px if self.is_bid else level.px)]
+
+    def resize(self, order: Order, sz: int) -> None:
+        level = order.level
+        assert level is not None
+        level.size += sz - order.sz
+        order.sz = sz
+
+    def best(self) -> Level | None:
+        keys = self.keys
+        if not keys:
+            return None
+        return self.levels[-keys[0] if self.is_bid else keys[0]]
+
+    def iter_levels(self) -> Iterator[Level]:
+        """Levels best first."""
+        levels = self.levels
+        if self.is_bid:
+            for key in self.keys:
+                yield levels[-key]
+        else:
+            for key in self.keys:
+                yield levels[key]
+
+    def order_count(self) -> int:
+        return sum(len(level.orders) for level in self.levels.values())

@@ -1,0 +1,628 @@
+"""The ingest state machine: node files + snapshots -> the live Books.
+
+States (``status()["state"]``):
+
+- ``initializing``: started, nothing loaded yet;
+- ``bootstrapping``: the first snapshot is being requested/loaded (blocks
+  that arrive meanwhile are buffered, at most ``max_buffered_blocks``);
+- ``ready``: the live Books follows the node block by block;
+- ``stale``: ready, but no block for ``stall_timeout_s`` (or, by-block, one
+  stream stopped while the others go on); back to ready with the next block;
+- ``resyncing``: a gap, a bad statuses/diffs line or a BookError was seen;
+  the last good state is still served while a fresh snapshot is loaded into a
+  staging Books, the buffered blocks are applied on top, and
+  ``Books.replace_all`` swaps it in.
+
+Nothing here ever stops the process: every callback is an error boundary,
+snapshot failures are retried with a doubling delay. Every
+``validate_interval_s`` a fresh snapshot is compared coin by coin with the
+live book (brought to the same height from retained blocks); differing coins
+are logged, adopted from the snapshot and announced via ``books_reset``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+from twisted.application.service import Service
+from twisted.internet import defer, task
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from orderbook.book.books import BlockResult, Books
+from orderbook.book.events import Block
+from orderbook.config import NodeSettings
+from orderbook.metrics import Registry
+from orderbook.node.blocks import BlockAssembler
+from orderbook.node.schema import (
+    DIRECTORIES,
+    FILLS,
+    STREAM_KINDS,
+    LineError,
+    coin_filter,
+    decode_line,
+)
+from orderbook.node.snapshot import SnapshotError, load_snapshot, request_snapshot
+from orderbook.node.tail import LineBatch, NodeTailer
+
+INITIALIZING = "initializing"
+BOOTSTRAPPING = "bootstrapping"
+READY = "ready"
+STALE = "stale"
+RESYNCING = "resyncing"
+
+
+class BookListener(Protocol):
+    """Who hears about the live book (the feed)."""
+
+    def block_applied(self, result: BlockResult) -> None: ...
+
+    def books_reset(self, coins: set[str]) -> None: ...  # fresh state for these coins
+
+    def state_changed(self, status: dict) -> None: ...  # the status() document
+
+
+class _Abandoned(Exception):
+    """A snapshot attempt was overtaken (buffer overflow, newer resync)."""
+
+
+class IngestService(Service):
+    """Tail the node, keep ``books`` in step, resync and validate it."""
+
+    _log = Logger()
+
+    retry_base_s = 1.0  # first retry delay after a failed snapshot; doubles
+    retry_max_s = 60.0
+    apply_slice = 50  # buffered blocks applied per reactor turn while catching up
+    compare_slice = 20  # coins compared per reactor turn while validating
+    max_logged_differences = 10
+
+    def __init__(
+        self,
+        settings: NodeSettings,
+        books: Books,
+        listener: BookListener,
+        metrics: Registry,
+        reactor=None,
+        clock_now: Callable[[], float] = time.time,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self.settings = settings
+        self.books = books
+        self.listener = listener
+        self.reactor = reactor
+        self.clock_now = clock_now
+        self.streaming = settings.mode == "streaming"
+        self.accept_coin = coin_filter(settings.markets)
+        self.assembler = BlockAssembler(
+            settings.mode, on_gap=self._stream_gap, accept_coin=self.accept_coin
+        )
+        directories = DIRECTORIES[settings.mode]
+        self.tailer = NodeTailer(
+            {kind: Path(settings.data_dir) / directories[kind] / "hourly" for kind in STREAM_KINDS},
+            self._lines,
+            self._unreadable,
+            reactor,
+            recheck_interval_s=settings.recheck_interval_s,
+        )
+        self._state = INITIALIZING
+        self._reason: str | None = None
+        self._resyncs = 0
+        self._generation = 0  # bumped per snapshot attempt; stale attempts see a change
+        self._syncing = False
+        self._sync_call: Deferred | None = None
+        self._buffer: list[Block] = []
+        self._dirty: list[int | None] = []  # heights of trouble seen while syncing
+        self._resync_wanted = False
+        self._retry_delay = self.retry_base_s
+        self._retry_call = None
+        self._recent: deque[Block] = deque(maxlen=settings.max_buffered_blocks)
+        self._last_block_wall: float | None = None
+        self._stream_wall: dict[str, float] = {}
+        self._height_waiters: list[tuple[int, Deferred]] = []
+        self._validating = False
+        self._validation_call = None
+        self._watchdog = task.LoopingCall(self._guard, self._check_stall)
+        self._watchdog.clock = reactor
+        self._register_metrics(metrics)
+
+    # -- public ------------------------------------------------------------------
+    def startService(self) -> None:  # noqa: N802 (Twisted API)
+        super().startService()
+        self._last_block_wall = self.clock_now()
+        self.tailer.start(at_end=True)
+        self._watchdog.start(min(1.0, self.settings.stall_timeout_s / 4), now=False)
+        self._schedule_validation()
+        self._start_sync()
+
+    def stopService(self) -> Deferred | None:  # noqa: N802 (Twisted API)
+        super().stopService()
+        self._generation += 1
+        self.tailer.stop()
+        if self._watchdog.running:
+            self._watchdog.stop()
+        for call in (self._retry_call, self._validation_call):
+            if call is not None and call.active():
+                call.cancel()
+        if self._sync_call is not None:
+            self._sync_call.cancel()
+        return None
+
+    def status(self) -> dict[str, Any]:
+        """The health document (also sent to ``listener.state_changed``)."""
+        now = self.clock_now()
+        time_ms = self.books.time_ms if self._synced() else None
+        last = self._last_block_wall
+        return {
+            "state": self._state,
+            "height": self.books.height if self._synced() else None,
+            "block_time": time_ms,
+            "lag_ms": None if time_ms is None else int(now * 1000) - time_ms,
+            "last_block_age_ms": None if last is None else int((now - last) * 1000),
+            "reason": self._reason,
+            "resyncs": self._resyncs,
+            "mode": self.settings.mode,
+            "buffered_blocks": len(self._buffer),
+            "stream_heights": self.assembler.stream_heights(),
+        }
+
+    # -- metrics -----------------------------------------------------------------
+    def _register_metrics(self, metrics: Registry) -> None:
+        prefix = "orderbook_node_"
+        self.m_blocks = metrics.counter(prefix + "blocks_applied_total", "Blocks applied live")
+        self.m_old = metrics.counter(prefix + "old_blocks_total", "Blocks at or below our height")
+        self.m_bad = metrics.counter(
+            prefix + "bad_lines_total", "Unusable node lines", labels=("stream",)
+        )
+        self.m_resyncs = metrics.counter(prefix + "resyncs_total", "Resyncs started")
+        self.m_gaps = metrics.counter(prefix + "gaps_total", "Missing blocks detected")
+        self.m_stalls = metrics.counter(prefix + "stalls_total", "Times the feed went stale")
+        self.m_snapshot_failures = metrics.counter(
+            prefix + "snapshot_failures_total", "Failed snapshot requests or loads"
+        )
+        self.m_validations = metrics.counter(prefix + "validation_runs_total", "Validations run")
+        self.m_validation_failures = metrics.counter(
+            prefix + "validation_failures_total", "Validations that found differing coins"
+        )
+        self.m_mismatched = metrics.counter(
+            prefix + "validation_mismatched_coins_total", "Coins adopted from a snapshot"
+        )
+        metrics.gauge(prefix + "height", "Height of the live book", read=self._height_or_zero)
+        metrics.gauge(prefix + "lag_ms", "Wall clock minus block time", read=self._lag_or_zero)
+        metrics.gauge(prefix + "ready", "1 when the live book is ready", read=self._ready_gauge)
+
+    def _height_or_zero(self) -> float:
+        return self.books.height or 0 if self._synced() else 0
+
+    def _lag_or_zero(self) -> float:
+        return self.status()["lag_ms"] or 0
+
+    def _ready_gauge(self) -> float:
+        return 1 if self._state == READY else 0
+
+    # -- error boundary ----------------------------------------------------------
+    def _guard(self, call: Callable, *args: Any) -> Any:
+        try:
+            return call(*args)
+        except Exception:
+            self._log.failure("ingest: {call} failed; ingestion goes on", call=call.__name__)
+            return None
+
+    def _tell(self, method: str, argument: Any) -> None:
+        try:
+            getattr(self.listener, method)(argument)
+        except Exception:
+            self._log.failure("ingest: listener.{method} failed", method=method)
+
+    def _set_state(self, state: str, reason: str | None) -> None:
+        if state == self._state and reason == self._reason:
+            return
+        changed = state != self._state
+        self._state, self._reason = state, reason
+        if changed:
+            self._log.info("ingest: state {state} ({reason})", state=state, reason=reason)
+            self._tell("state_changed", self.status())
+
+    def _synced(self) -> bool:
+        return self.books.height is not None and self._state != INITIALIZING
+
+    # -- lines -------------------------------------------------------------------
+    def _lines(self, kind: str, path: Path, batch: LineBatch) -> None:
+        self._stream_wall[kind] = self.clock_now()
+        for offset, raw in batch:
+            try:
+                self._line(kind, path, offset, raw)
+            except Exception:
+                self._log.failure(
+                    "ingest: {stream} line at {path}:{offset} crashed",
+                    stream=kind,
+                    path=path,
+                    offset=offset,
+                )
+                self._need_resync(f"internal error on a {kind} line", None)
+        if self._resync_wanted and not self._syncing and self._retry_call is None:
+            self._start_sync()
+
+    def _line(self, kind: str, path: Path, offset: int, raw: bytes | None) -> None:
+        if raw is None:
+            self._bad_line(kind, path, offset, None, "line exceeds the size cap")
+            return
+        if not raw.strip():
+            return
+        try:
+            line = decode_line(kind, raw)
+        except LineError as exc:
+            self._bad_line(kind, path, offset, exc.height, str(exc))
+            blocks = self.assembler.add_bad(kind, exc.height, exc.block_time)
+        else:
+            blocks = self.assembler.add(kind, line, at_file_start=offset == 0)
+        for block in blocks:
+            self._block(block)
+
+    def _unreadable(self, kind: str, path: Path, offset: int, problem: str) -> None:
+        self._bad_line(kind, path, offset, None, problem)
+
+    def _bad_line(
+        self, kind: str, path: Path, offset: int, height: int | None, problem: str
+    ) -> None:
+        self.m_bad.inc(1, kind)
+        self._log.warn(
+            "ingest: bad {stream} line in {path} at byte {offset} (block {height}): {problem}",
+            stream=kind,
+            path=str(path),
+            offset=offset,
+            height=height,
+            problem=problem[:300],
+        )
+        if kind != FILLS:
+            self._need_resync(f"bad {kind} line in {path} at byte {offset}", height)
+
+    def _stream_gap(self, kind: str, expected: int, got: int) -> None:
+        self.m_gaps.inc()
+        self._need_resync(f"{kind} stream skipped from block {expected} to {got}", expected)
+
+    # -- blocks ------------------------------------------------------------------
+    def _block(self, block: Block) -> None:
+        self._last_block_wall = self.clock_now()
+        if self._syncing:
+            self._buffer.append(block)
+            if len(self._buffer) > self.settings.max_buffered_blocks:
+                self._sync_failed(
+                    self._generation,
+                    f"more than {self.settings.max_buffered_blocks} blocks arrived while "
+                    "waiting for the snapshot (max_buffered_blocks)",
+                )
+            return
+        if self._resync_wanted or self.books.height is None or self._state == INITIALIZING:
+            return  # no good state to apply it to; the coming snapshot covers it
+        height = self.books.height
+        if block.height <= height:
+            self.m_old.inc()
+        elif not self._hole(height, block.height):
+            self._apply_live(block)
+        else:
+            self.m_gaps.inc()
+            self._need_resync(f"gap: block {block.height} after {height}", height + 1)
+
+    def _apply_live(self, block: Block) -> None:
+        try:
+            result = self.books.apply_block(block)
+        except Exception as exc:
+            self._log.failure("ingest: apply_block {height} raised", height=block.height)
+            self._need_resync(f"apply_block {block.height} raised {exc!r}", block.height)
+            return
+        self._recent.append(block)
+        self.m_blocks.inc()
+        self._tell("block_applied", result)
+        if result.errors:
+            first = result.errors[0]
+            self._need_resync(
+                f"block {block.height}: {len(result.errors)} book errors, first {first.coin} "
+                f"oid {first.oid}: {first.message}",
+                block.height,
+            )
+            return
+        if self._state == STALE and self._stall_reason() is None:
+            self._set_state(READY, None)
+        self._wake_height_waiters()
+
+    # -- resync ------------------------------------------------------------------
+    def _need_resync(self, reason: str, height: int | None) -> None:
+        if self._syncing:
+            self._dirty.append(height)
+            self._log.warn("ingest: {reason} (while loading a snapshot)", reason=reason)
+            return
+        if self._resync_wanted:
+            return  # already logged once
+        self._log.error("ingest: {reason}; serving the last good state, resyncing", reason=reason)
+        self._resync_wanted = True
+        self._resyncs += 1
+        self.m_resyncs.inc()
+        self._set_state(RESYNCING, reason)
+
+    def _start_sync(self) -> None:
+        self._retry_call = None
+        if not self.running:
+            return
+        self._generation += 1
+        self._syncing = True
+        self._buffer = []
+        self._dirty = []
+        if self._state in (INITIALIZING, BOOTSTRAPPING):
+            self._set_state(BOOTSTRAPPING, "loading the node's snapshot")
+        else:
+            self._set_state(RESYNCING, self._reason)
+        self._sync_call = Deferred.fromCoroutine(self._sync(self._generation))
+        self._sync_call.addErrback(self._sync_crashed)
+
+    def _sync_crashed(self, failure) -> None:
+        if failure.check(defer.CancelledError):
+            return
+        self._log.failure("ingest: snapshot sync crashed", failure)
+        self._sync_failed(self._generation, f"internal error: {failure.getErrorMessage()}")
+
+    async def _sync(self, generation: int) -> None:
+        settings = self.settings
+        try:
+            await request_snapshot(
+                self.reactor,
+                settings.info_url,
+                settings.snapshot_path,
+                settings.snapshot_timeout_s,
+            )
+            self._check_current(generation)
+            staging = await load_snapshot(settings.snapshot_path, self._new_books)
+            self._check_current(generation)
+            await self._catch_up(staging, generation)
+        except SnapshotError as exc:
+            if generation == self._generation:
+                self._sync_call = None  # we are that call: nothing to cancel
+            self._sync_failed(generation, str(exc))
+            return
+        except _Abandoned:
+            return
+        self._go_live(staging)
+
+    def _check_current(self, generation: int) -> None:
+        if generation != self._generation or not self._syncing:
+            raise _Abandoned()
+
+    def _new_books(self) -> Books:
+        return Books(accept_coin=self.accept_coin)
+
+    async def _catch_up(self, staging: Books, generation: int) -> None:
+        """Apply the buffered blocks above the snapshot's height, a slice per turn."""
+        snapshot_height = staging.height
+        while True:
+            self._check_current(generation)
+            trouble = [h for h in self._dirty if h is None or h > snapshot_height]
+            if trouble:
+                raise SnapshotError(f"bad data above the snapshot (block {trouble[0]})")
+            if not self._buffer:
+                return
+            batch, self._buffer = self._buffer[: self.apply_slice], self._buffer[self.apply_slice :]
+            for block in batch:
+                self._apply_staging(staging, block)
+            await task.deferLater(self.reactor, 0, lambda: None)
+
+    def _apply_staging(self, staging: Books, block: Block) -> None:
+        if block.height <= staging.height:
+            return
+        if self._hole(staging.height, block.height):
+            raise SnapshotError(
+                f"blocks {staging.height + 1}..{block.height - 1} missing above the snapshot"
+            )
+        result = staging.apply_block(block)
+        self._recent.append(block)
+        if result.errors:
+            first = result.errors[0]
+            raise SnapshotError(
+                f"block {block.height} does not apply on the snapshot: {first.coin} "
+                f"oid {first.oid}: {first.message}"
+            )
+
+    def _hole(self, height: int, following: int) -> bool:
+        """Would applying block ``following`` on state ``height`` skip data?
+
+        By-block every height has lines; streaming skips heights with no
+        events, but not below the first block we read whole.
+        """
+        if following == height + 1:
+            return False
+        if not self.streaming:
+            return True
+        trusted = self.assembler.trusted_from
+        return trusted is None or height + 1 < trusted
+
+    def _go_live(self, staging: Books) -> None:
+        coins = self.books.replace_all(staging)
+        self._syncing = False
+        self._sync_call = None
+        self._resync_wanted = False
+        self._retry_delay = self.retry_base_s
+        self._log.info(
+            "ingest: live at block {height} ({coins} coins)",
+            height=self.books.height,
+            coins=len(coins),
+        )
+        self._tell("books_reset", coins)
+        self._set_state(READY, None)
+        self._wake_height_waiters()
+
+    def _sync_failed(self, generation: int, reason: str) -> None:
+        if generation != self._generation or not self._syncing:
+            return
+        self._generation += 1
+        self._syncing = False
+        self._buffer = []
+        if self._sync_call is not None:
+            call, self._sync_call = self._sync_call, None
+            call.cancel()
+        self.m_snapshot_failures.inc()
+        delay = self._retry_delay
+        self._retry_delay = min(self._retry_delay * 2, self.retry_max_s)
+        self._resync_wanted = True
+        self._log.error(
+            "ingest: snapshot failed: {reason}; retrying in {delay:g} s",
+            reason=reason,
+            delay=delay,
+        )
+        state = BOOTSTRAPPING if self._state in (INITIALIZING, BOOTSTRAPPING) else RESYNCING
+        self._set_state(state, f"snapshot failed: {reason}")
+        self._retry_call = self.reactor.callLater(delay, self._guard, self._start_sync)
+
+    # -- staleness ---------------------------------------------------------------
+    def _check_stall(self) -> None:
+        if self._state not in (READY, STALE):
+            return
+        reason = self._stall_reason()
+        if reason is not None and self._state == READY:
+            self.m_stalls.inc()
+            self._log.warn("ingest: stale: {reason}", reason=reason)
+            self._set_state(STALE, reason)
+        elif reason is None and self._state == STALE:
+            self._set_state(READY, None)
+
+    def _stall_reason(self) -> str | None:
+        now = self.clock_now()
+        limit = self.settings.stall_timeout_s
+        if self._last_block_wall is not None and now - self._last_block_wall > limit:
+            return f"no new block for {now - self._last_block_wall:.1f} s"
+        if self.streaming or len(self._stream_wall) < len(STREAM_KINDS):
+            return None
+        stopped = [k for k, t in self._stream_wall.items() if now - t > limit]
+        if stopped and len(stopped) < len(STREAM_KINDS):
+            return f"stream {', '.join(sorted(stopped))} stopped while the others go on"
+        return None
+
+    # -- validation --------------------------------------------------------------
+    def _schedule_validation(self) -> None:
+        interval = self.settings.validate_interval_s
+        if interval > 0 and self.running:
+            self._validation_call = self.reactor.callLater(interval, self._validate_now)
+
+    def _validate_now(self) -> Deferred:
+        """Run one validation (also usable directly); fires when it is over."""
+        self._validation_call = None
+        if self._validating or self._state not in (READY, STALE):
+            self._schedule_validation()
+            return defer.succeed(None)
+        self._validating = True
+        done = Deferred.fromCoroutine(self._validate(self._generation))
+
+        def over(result: object) -> None:
+            self._validating = False
+            self._schedule_validation()
+
+        done.addErrback(lambda f: self._log.failure("ingest: validation crashed", f))
+        return done.addBoth(over)
+
+    def validate(self) -> Deferred:
+        """Compare the live book with a fresh snapshot now (for tests and operators)."""
+        return self._validate_now()
+
+    async def _validate(self, generation: int) -> None:
+        self.m_validations.inc()
+        settings = self.settings
+        try:
+            await request_snapshot(
+                self.reactor,
+                settings.info_url,
+                settings.snapshot_path,
+                settings.snapshot_timeout_s,
+            )
+            staging = await load_snapshot(settings.snapshot_path, self._new_books)
+            await self._reach_height(staging.height)
+        except (SnapshotError, defer.TimeoutError) as exc:
+            self._log.warn("ingest: validation skipped: {problem}", problem=str(exc) or "timeout")
+            return
+        mismatched: list[str] = []
+        coins = sorted(set(self.books.coins()) | set(staging.coins()))
+        for start in range(0, len(coins), self.compare_slice):
+            if generation != self._generation or self._state not in (READY, STALE):
+                return  # a resync replaces everything anyway
+            if not self._catch_staging_up(staging):
+                self._log.warn("ingest: validation skipped: retained blocks do not reach back")
+                return
+            adopted = self._compare(staging, coins[start : start + self.compare_slice])
+            if adopted:
+                mismatched.extend(adopted)
+                self._tell("books_reset", set(adopted))
+            await task.deferLater(self.reactor, 0, lambda: None)
+        self._report_validation(staging.height, len(coins), mismatched)
+
+    def _compare(self, staging: Books, coins: Iterable[str]) -> list[str]:
+        adopted = []
+        for coin in coins:
+            differences = self.books.compare_coin(staging, coin)
+            if not differences:
+                continue
+            shown = "; ".join(differences[: self.max_logged_differences])
+            self._log.error(
+                "ingest: validation: {coin} differs from the node at block {height} "
+                "({count} differences): {differences}; adopting the node's book",
+                coin=coin,
+                height=self.books.height,
+                count=len(differences),
+                differences=shown,
+            )
+            self.books.adopt_coin(staging, coin)
+            adopted.append(coin)
+        return adopted
+
+    def _report_validation(self, height: int, coins: int, mismatched: list[str]) -> None:
+        if mismatched:
+            self.m_validation_failures.inc()
+            self.m_mismatched.inc(len(mismatched))
+        self._log.info(
+            "ingest: validation at block {height}: {coins} coins, {bad} differed",
+            height=height,
+            coins=coins,
+            bad=len(mismatched),
+        )
+
+    def _catch_staging_up(self, staging: Books) -> bool:
+        """Apply retained blocks to ``staging`` up to the live height."""
+        target = self.books.height
+        if staging.height >= target:
+            return staging.height == target
+        needed = []
+        for block in reversed(self._recent):
+            if block.height <= staging.height:
+                break
+            if block.height <= target:
+                needed.append(block)
+        needed.reverse()
+        expected = staging.height + 1
+        for block in needed:
+            if block.height != expected and not self.streaming:
+                return False
+            staging.apply_block(block)
+            expected = block.height + 1
+        return staging.height == target
+
+    def _reach_height(self, height: int) -> Deferred:
+        """Fires once the live book is at ``height`` or above."""
+        if self.books.height is not None and self.books.height >= height:
+            return defer.succeed(None)
+        waiter: Deferred = Deferred()
+        self._height_waiters.append((height, waiter))
+        return waiter.addTimeout(max(self.settings.stall_timeout_s, 1.0) * 2, self.reactor)
+
+    def _wake_height_waiters(self) -> None:
+        current = self.books.height
+        if not self._height_waiters or current is None:
+            return
+        waiting = []
+        for height, waiter in self._height_waiters:
+            if current >= height:
+                if not waiter.called:
+                    waiter.callback(None)
+            elif not waiter.called:
+                waiting.append((height, waiter))
+        self._height_waiters = waiting

@@ -1,0 +1,328 @@
+"""Follow the node's hourly files: directory watching, rotation, offsets.
+
+Each stream lives in ``<data_dir>/<stream>/hourly/YYYYMMDD/H`` (hour without
+leading zero, so hours sort numerically). A :class:`StreamTail` keeps the open
+descriptor, inode and offset of its current file and reads only forward:
+no byte is read twice, a pruned (deleted) file is still read to its end
+through the open descriptor, and a finished file is read to EOF before the
+next one is opened. :class:`NodeTailer` drives the three streams from
+inotify hints on the DIRECTORIES (never on files: deleting a watched file or
+directory closes Twisted's inotify descriptor) plus a periodic re-check, since
+inotify drops events on queue overflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from twisted.internet import inotify
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
+
+from orderbook.node.lines import DEFAULT_MAX_LINE_BYTES, LineSplitter
+
+FileKey = tuple[str, int]  # (YYYYMMDD, hour)
+LineBatch = list[tuple[int, bytes | None]]
+Deliver = Callable[[str, Path, LineBatch], None]  # (stream, file, [(offset, line|None)])
+Report = Callable[[str, Path, int, str], None]  # (stream, file, offset, problem)
+
+READ_CHUNK = 1 << 20
+WATCH_MASK = inotify.IN_MODIFY | inotify.IN_CREATE | inotify.IN_MOVED_TO | inotify.IN_CLOSE_WRITE
+
+
+def hourly_files(root: Path) -> Iterator[tuple[FileKey, Path]]:
+    """Every ``YYYYMMDD/H`` file under ``root``, in (date, hour) order."""
+    try:
+        days = sorted(p for p in os.listdir(root) if len(p) == 8 and p.isdigit())
+    except OSError:
+        return
+    for day in days:
+        try:
+            names = [n for n in os.listdir(root / day) if n.isdigit() and len(n) <= 2]
+        except OSError:
+            continue
+        for hour in sorted(int(n) for n in names):
+            yield (day, hour), root / day / str(hour)
+
+
+class StreamTail:
+    """The reading position in one stream's sequence of hourly files."""
+
+    def __init__(
+        self,
+        name: str,
+        root: Path,
+        deliver: Deliver,
+        report: Report,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> None:
+        self.name = name
+        self.root = root  # the stream's hourly/ directory
+        self.deliver = deliver
+        self.report = report
+        self.max_line_bytes = max_line_bytes
+        self.key: FileKey | None = None
+        self.path: Path | None = None
+        self.inode: int | None = None
+        self._fd: int | None = None
+        self._splitter = LineSplitter(max_line_bytes=max_line_bytes)
+        self._started = False
+
+    @property
+    def offset(self) -> int | None:
+        """Offset of the next byte to read in the current file."""
+        return self._splitter.offset if self._fd is not None else None
+
+    def watch_dirs(self) -> list[Path]:
+        """The directories whose events concern this stream."""
+        dirs = [self.root]
+        if self.path is not None:
+            dirs.append(self.path.parent)
+        return dirs
+
+    def start_at_end(self) -> None:
+        """Begin at the end of the newest file (the snapshot covers the past)."""
+        self._started = True
+        files = list(hourly_files(self.root))
+        if files:
+            self._open(*files[-1], at_end=True)
+
+    def start_at(self, path: Path, offset: int) -> None:
+        """Resume in ``path`` at ``offset`` (skipping a partial line there)."""
+        self._started = True
+        self._open((path.parent.name, int(path.name)), path, at_end=False, offset=offset)
+
+    def poll(self, budget: int) -> bool:
+        """Read what is new, up to ``budget`` bytes; True when more is waiting."""
+        if not self._started:
+            self.start_at_end()
+        if self._fd is None and not self._open_next():
+            return False
+        while True:
+            read = self._read(budget)
+            if read >= budget:
+                return True
+            budget -= read
+            if not self._switch_if_finished():
+                return False
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    # -- internals -------------------------------------------------------------
+    def _read(self, budget: int) -> int:
+        total = 0
+        while total < budget:
+            data = os.read(self._fd, min(READ_CHUNK, budget - total))
+            if not data:
+                break
+            total += len(data)
+            lines = self._splitter.feed(data)
+            if lines:
+                self.deliver(self.name, self.path, lines)
+        return total
+
+    def _switch_if_finished(self) -> bool:
+        """At EOF: move to the next file if one exists (after a last read)."""
+        following = self._next_file()
+        if following is None:
+            return False
+        self._read(1 << 62)  # the writer finished this file before starting the next
+        self._finish_file()
+        self._open(*following, at_end=False)
+        return True
+
+    def _next_file(self) -> tuple[FileKey, Path] | None:
+        try:
+            if os.stat(self.path).st_ino != self.inode:
+                return self.key, self.path  # replaced under the same name
+        except OSError:
+            pass  # pruned: finish it through our descriptor
+        for key, path in hourly_files(self.root):
+            if key > self.key:
+                return key, path
+        return None
+
+    def _open_next(self) -> bool:
+        for key, path in hourly_files(self.root):
+            if self.key is None or key > self.key:
+                return self._open(key, path, at_end=False)
+        return False
+
+    def _finish_file(self) -> None:
+        if self._splitter.pending:
+            offset = self._splitter.line_start
+            dropped = self._splitter.drop_partial()
+            self.report(self.name, self.path, offset, f"file ended inside a line ({dropped} bytes)")
+        self.close()
+
+    def _open(self, key: FileKey, path: Path, at_end: bool, offset: int = 0) -> bool:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            self.report(self.name, path, 0, f"cannot open: {exc.strerror}")
+            return False
+        if at_end:
+            offset = os.fstat(fd).st_size
+        skip = offset > 0 and os.pread(fd, 1, offset - 1) != b"\n"
+        os.lseek(fd, offset, os.SEEK_SET)
+        self.close()
+        self._fd = fd
+        self.key, self.path, self.inode = key, path, os.fstat(fd).st_ino
+        self._splitter = LineSplitter(offset, skip_first=skip, max_line_bytes=self.max_line_bytes)
+        return True
+
+
+class _Notifier(inotify.INotify):
+    """INotify that tells its owner when it loses its descriptor."""
+
+    def __init__(self, on_lost: Callable[[], None], reactor=None) -> None:
+        super().__init__(reactor)
+        self.on_lost = on_lost
+
+    def connectionLost(self, reason: Failure) -> None:  # noqa: N802 (Twisted API)
+        super().connectionLost(reason)
+        self.on_lost()
+
+
+class NodeTailer:
+    """The streams of one node data directory, read as data arrives.
+
+    ``streams`` maps a stream name (e.g. "statuses") to its hourly/ directory.
+    Lines go to ``deliver``; unreadable bytes to ``report``. Every callback is
+    an error boundary: a failure is logged and tailing goes on.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        streams: dict[str, Path],
+        deliver: Deliver,
+        report: Report,
+        reactor,
+        recheck_interval_s: float = 1.0,
+        read_budget: int = 16 << 20,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> None:
+        self.reactor = reactor
+        self.read_budget = read_budget
+        self.recheck_interval_s = recheck_interval_s
+        self.tails = {
+            name: StreamTail(name, root, deliver, report, max_line_bytes)
+            for name, root in streams.items()
+        }
+        self.notifier_restarts = 0
+        self._notifier: _Notifier | None = None
+        self._watched: dict[Path, str] = {}
+        self._scheduled: set[str] = set()
+        self._recheck = LoopingCall(self._guarded, self.poll_all)
+        self._recheck.clock = reactor
+        self._running = False
+
+    def start(self, at_end: bool = True) -> None:
+        """Position every stream (at the end of its newest file) and follow them."""
+        self._running = True
+        for tail in self.tails.values():
+            if at_end:
+                tail.start_at_end()
+        self._start_notifier()
+        self._recheck.start(self.recheck_interval_s, now=True)
+
+    def stop(self) -> None:
+        self._running = False
+        if self._recheck.running:
+            self._recheck.stop()
+        notifier, self._notifier = self._notifier, None
+        if notifier is not None:
+            notifier.on_lost = lambda: None
+            notifier.loseConnection()
+        for tail in self.tails.values():
+            tail.close()
+
+    def poll_all(self) -> None:
+        """Re-check every stream by stat/read (the inotify-independent path)."""
+        if self._notifier is None or not self._notifier.connected:
+            self._start_notifier()
+        for name in self.tails:
+            self._poll(name)
+
+    # -- internals -------------------------------------------------------------
+    def _guarded(self, call: Callable, *args) -> None:
+        try:
+            call(*args)
+        except Exception:
+            self._log.failure("node tailer: {call} failed; tailing goes on", call=call.__name__)
+
+    def _poll(self, name: str) -> None:
+        self._scheduled.discard(name)
+        if not self._running:
+            return
+        more = self.tails[name].poll(self.read_budget)
+        self._sync_watches()
+        if more:
+            self._schedule(name)
+
+    def _schedule(self, name: str) -> None:
+        if name not in self._scheduled:
+            self._scheduled.add(name)
+            self.reactor.callLater(0, self._guarded, self._poll, name)
+
+    def _on_event(self, watch, filepath: FilePath, mask: int) -> None:
+        path = (
+            filepath.path.decode(errors="replace")
+            if isinstance(filepath.path, bytes)
+            else filepath.path
+        )
+        for name, tail in self.tails.items():
+            if path.startswith(str(tail.root)):
+                self._schedule(name)
+
+    def _start_notifier(self) -> None:
+        if not self._running:
+            return
+        old, self._notifier = self._notifier, None
+        if old is not None:
+            self.notifier_restarts += 1
+            self._log.warn("node tailer: inotify lost its descriptor; restarting it")
+        self._watched = {}
+        try:
+            notifier = _Notifier(self._notifier_lost, self.reactor)
+            notifier.startReading()
+        except Exception:
+            self._log.failure("node tailer: cannot start inotify; relying on re-checks")
+            return
+        self._notifier = notifier
+        self._sync_watches()
+
+    def _notifier_lost(self) -> None:
+        if self._running:
+            self.reactor.callLater(0, self._guarded, self._start_notifier)
+
+    def _sync_watches(self) -> None:
+        notifier = self._notifier
+        if notifier is None:
+            return
+        wanted = {d: n for n, t in self.tails.items() for d in t.watch_dirs()}
+        for directory in set(self._watched) - set(wanted):
+            del self._watched[directory]
+            with contextlib.suppress(Exception):  # already gone with its directory
+                notifier.ignore(FilePath(str(directory)))
+        for directory in set(wanted) - set(self._watched):
+            try:
+                notifier.watch(
+                    FilePath(str(directory)), mask=WATCH_MASK, callbacks=[self._event_boundary]
+                )
+            except Exception:
+                continue  # not there yet: the re-check will try again
+            self._watched[directory] = wanted[directory]
+
+    def _event_boundary(self, watch, filepath: FilePath, mask: int) -> None:
+        self._guarded(self._on_event, watch, filepath, mask)

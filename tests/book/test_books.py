@@ -1,0 +1,532 @@
+"""Books: applying blocks, errors, trades, views and their caching, snapshots."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from orderbook import fixed
+from orderbook.book.books import BlockResult, BookError, Books, freeze_after_load
+from orderbook.book.events import Block, BookDiff, Fill, OrderStatus
+from orderbook.book.order import iso_to_ms
+from tests.book.blocks import (
+    ALICE,
+    BLOCK_MS,
+    BOB,
+    block,
+    fill,
+    new,
+    remove,
+    snapshot_order,
+    status,
+    update,
+)
+
+
+def oids(books: Books, coin: str = "BTC", side: int = 0) -> list[int]:
+    return [o["oid"] for o in books.l4_snapshot(coin)["levels"][side]]
+
+
+def l4_order(books: Books, oid: int, coin: str = "BTC") -> dict:
+    for side in books.l4_snapshot(coin)["levels"]:
+        for entry in side:
+            if entry["oid"] == oid:
+                return entry
+    raise AssertionError(f"oid {oid} not resting")
+
+
+# -- applying diffs --------------------------------------------------------
+
+
+def test_new_takes_metadata_from_status_and_size_price_from_diff():
+    """A new diff rests with the diff's px/sz and the status's metadata."""
+    books = Books()
+    st = status(7, px="101.0", sz="3.0", tif="Alo", cloid="0x" + "0" * 30 + "2a", reduceOnly=True)
+    result = books.apply_block(
+        block(5, [status(8, "badAloPxRejected"), st], [new(7, "100.0", "2.5")])
+    )
+    assert l4_order(books, 7) == {
+        "user": ALICE,
+        "coin": "BTC",
+        "side": "B",
+        "limitPx": "100.0",
+        "sz": "2.5",
+        "oid": 7,
+        "timestamp": BLOCK_MS - 1000,
+        "triggerCondition": "N/A",
+        "isTrigger": False,
+        "triggerPx": "0.0",
+        "isPositionTpsl": False,
+        "reduceOnly": True,
+        "orderType": "Limit",
+        "tif": "Alo",
+        "cloid": "0x" + "0" * 30 + "2a",
+    }
+    assert result.changed == {"BTC"}
+    assert result.updates["BTC"].statuses == [st]
+    assert result.errors == []
+    assert (books.height, books.time_ms) == (5, BLOCK_MS)
+
+
+def test_insert_before_puts_order_in_front_of_resting_oid():
+    """insertBefore places the new order directly ahead of that oid in its level."""
+    books = Books()
+    books.apply_block(block(1, diffs=[new(1), new(2), new(3)]))
+    books.apply_block(block(2, diffs=[new(4, before=2), new(5, before=1)]))
+    assert oids(books) == [5, 1, 4, 2, 3]
+    assert books.l2_view("BTC")["levels"][0] == [{"px": "100.0", "sz": "5.0", "n": 5}]
+
+
+def test_insert_before_unknown_oid_goes_to_back_and_is_reported():
+    """An unknown insertBefore target: the order rests at the back, the error is reported."""
+    books = Books()
+    books.apply_block(block(1, diffs=[new(1), new(2)]))
+    result = books.apply_block(block(2, diffs=[new(3, before=99)]))
+    assert oids(books) == [1, 2, 3]
+    assert [(e.coin, e.oid) for e in result.errors] == [("BTC", 3)]
+    assert "99" in result.errors[0].message
+
+
+def test_update_chain_in_one_block():
+    """Several partial fills of one oid within a block chain; the last newSz wins."""
+    books = Books()
+    books.apply_block(block(1, diffs=[new(1, sz="1.0"), new(2, sz="2.0")]))
+    diffs = [update(1, "1.0", "0.7"), update(1, "0.7", "0.25"), update(2, "2.0", "1.5")]
+    result = books.apply_block(block(2, diffs=diffs))
+    assert l4_order(books, 1)["sz"] == "0.25"
+    assert books.l2_view("BTC")["levels"][0] == [{"px": "100.0", "sz": "1.75", "n": 2}]
+    assert result.updates["BTC"].diffs == diffs
+    assert result.updates["BTC"].statuses == []
+
+
+def test_new_update_remove_in_one_block_in_file_order():
+    """Diffs apply strictly in file order: an order can come and go in one block."""
+    books = Books()
+    result = books.apply_block(
+        block(1, [status(1)], [new(1), update(1, "1.0", "0.5"), remove(1), new(2, "99.0")])
+    )
+    assert oids(books) == [2]
+    assert result.errors == []
+
+
+def test_triggered_order_conversion():
+    """A triggered order rests as Gtc/"Triggered" with its status time as timestamp."""
+    books = Books()
+    st = status(
+        9,
+        "triggered",
+        time="2026-04-30T20:46:45.123999999",
+        side="A",
+        orderType="Stop Market",
+        triggerCondition="Price below 77409",
+        isTrigger=True,
+        triggerPx="77409.0",
+        tif=None,
+        reduceOnly=True,
+    )
+    rejected = status(9, "minTradeNtlRejected", side="A")
+    result = books.apply_block(block(1, [st, rejected], [new(9, "76635.0", "0.00012", "A")]))
+    entry = l4_order(books, 9)
+    assert entry["timestamp"] == iso_to_ms("2026-04-30T20:46:45.123") == 1777582005123
+    assert (entry["tif"], entry["triggerCondition"], entry["isTrigger"], entry["triggerPx"]) == (
+        "Gtc",
+        "Triggered",
+        False,
+        "0.0",
+    )
+    assert (entry["orderType"], entry["reduceOnly"], entry["limitPx"]) == (
+        "Stop Market",
+        True,
+        "76635.0",
+    )
+    assert result.updates["BTC"].statuses == [st]
+
+
+def test_statusless_diff_builds_order_from_diff():
+    """HIP-2 / assistance fund diffs without a status still rest, with default metadata."""
+    books = Books()
+    books.apply_block(
+        block(3, [status(1, "open")], [new(50, "0.0012345", "10.0", "A", "@107", BOB)])
+    )
+    assert books.l4_snapshot("@107")["levels"][1] == [
+        {
+            "user": BOB,
+            "coin": "@107",
+            "side": "A",
+            "limitPx": "0.0012345",
+            "sz": "10.0",
+            "oid": 50,
+            "timestamp": BLOCK_MS,
+            "triggerCondition": "N/A",
+            "isTrigger": False,
+            "triggerPx": "0.0",
+            "isPositionTpsl": False,
+            "reduceOnly": False,
+            "orderType": "Limit",
+            "tif": None,
+            "cloid": None,
+        }
+    ]
+
+
+def test_non_rejected_status_is_fallback_metadata():
+    """With no open/triggered status, another non-rejected status supplies metadata."""
+    books = Books()
+    st = status(4, "filled", tif="Ioc")
+    books.apply_block(block(1, [status(4, "badAloPxRejected", tif="Alo"), st], [new(4)]))
+    assert l4_order(books, 4)["tif"] == "Ioc"
+
+
+def test_inconsistent_diffs_are_reported_not_raised():
+    """Unknown oids, duplicate news and bad numbers are errors; the rest still applies."""
+    books = Books()
+    books.apply_block(block(1, diffs=[new(1), new(2, coin="ETH")]))
+    result = books.apply_block(
+        block(
+            2,
+            diffs=[
+                remove(77),
+                update(78, "1.0", "0.5"),
+                new(1, "101.0"),
+                remove(2),  # rests in ETH, not BTC
+                new(3, px="1e5"),
+                new(4, side="X"),
+                new(5),
+            ],
+        )
+    )
+    assert all(isinstance(e, BookError) for e in result.errors)
+    assert [(e.coin, e.oid) for e in result.errors] == [
+        ("BTC", 77),
+        ("BTC", 78),
+        ("BTC", 1),
+        ("BTC", 2),
+        ("BTC", 3),
+        ("BTC", 4),
+    ]
+    assert "remove of unknown oid" in result.errors[0].message
+    assert "update of unknown oid" in result.errors[1].message
+    assert "new of existing oid" in result.errors[2].message
+    assert oids(books) == [1, 5]
+    assert l4_order(books, 1)["limitPx"] == "101.0"
+    assert oids(books, "ETH") == [2]
+    assert books.order_count() == 3
+
+
+def test_markets_filter_skips_coins():
+    """Diffs, fills and snapshot entries of coins the filter rejects are ignored."""
+    books = Books(accept_coin=lambda coin: not coin.startswith("@"))
+    result = books.apply_block(
+        block(
+            1,
+            diffs=[new(1, coin="@1"), new(2)],
+            fills=[fill(ALICE, 5, "B", True, coin="@1"), fill(BOB, 5, "A", False, coin="@1")],
+        )
+    )
+    books.load_orders("@2", "B", [(ALICE, snapshot_order(3, coin="@2"))])
+    assert books.coins() == ["BTC"]
+    assert result.trades == {}
+    assert books.order_count() == 1
+
+
+# -- block result: bbo, mids, trades ---------------------------------------
+
+
+def test_bbo_and_mids_changed():
+    """bbo_changed names coins whose top changed; mids_changed when a mid string did."""
+    books = Books()
+    first = books.apply_block(block(1, diffs=[new(1, "100.0"), new(2, "101.0", side="A")]))
+    assert first.bbo_changed == {"BTC"} and first.mids_changed
+    assert books.all_mids() == {"BTC": "100.5"}
+    deeper = books.apply_block(block(2, diffs=[new(3, "99.0")]))
+    assert deeper.changed == {"BTC"}
+    assert deeper.bbo_changed == set() and not deeper.mids_changed
+    top_size = books.apply_block(block(3, diffs=[new(4, "100.0")]))
+    assert top_size.bbo_changed == {"BTC"} and not top_size.mids_changed
+    gone = books.apply_block(block(4, diffs=[remove(2, "101.0", "A")]))
+    assert gone.mids_changed and books.all_mids() == {}
+    assert books.bbo_view("BTC")["bbo"] == [{"px": "100.0", "sz": "2.0", "n": 2}, None]
+
+
+def test_all_mids_dex_filter_and_exact_half():
+    """all_mids(dex) keeps that dex's coins; an odd sum keeps its exact 9th decimal."""
+    books = Books()
+    books.apply_block(
+        block(
+            1,
+            diffs=[
+                new(1, "0.00000001", coin="@9"),
+                new(2, "0.00000002", side="A", coin="@9"),
+                new(3, "250.0", coin="xyz:TSLA"),
+                new(4, "251.5", side="A", coin="xyz:TSLA"),
+            ],
+        )
+    )
+    assert books.all_mids() == {"@9": "0.000000015", "xyz:TSLA": "250.75"}
+    assert books.all_mids("xyz") == {"xyz:TSLA": "250.75"}
+    assert books.all_mids("abc") == {}
+
+
+def test_trades_paired_by_tid_not_position():
+    """Fills pair by tid even when interleaved; side is the crossed fill's side."""
+    books = Books()
+    fills = [
+        fill(ALICE, 10, "B", True, px="100.0"),
+        fill(ALICE, 11, "A", True, px="99.0"),
+        fill(BOB, 11, "B", False, px="99.0"),
+        fill(BOB, 10, "A", False, px="100.0"),
+    ]
+    result = books.apply_block(block(1, fills=fills))
+    assert [(t["tid"], t["side"], t["px"], t["users"]) for t in result.trades["BTC"]] == [
+        (11, "A", "99.0", [BOB, ALICE]),
+        (10, "B", "100.0", [ALICE, BOB]),
+    ]
+    assert set(result.trades["BTC"][0]) == {
+        "coin", "side", "px", "sz", "time", "hash", "tid", "users",
+    }  # fmt: skip
+
+
+def test_trade_split_across_blocks_is_paired_later():
+    """A lone fill waits for its partner in a later block (streaming mode)."""
+    books = Books()
+    first = books.apply_block(block(1, fills=[fill(BOB, 20, "A", True)]))
+    assert first.trades == {} and books.pending_fills() == 1
+    second = books.apply_block(block(2, fills=[fill(ALICE, 20, "B", False)]))
+    assert [(t["side"], t["users"]) for t in second.trades["BTC"]] == [("A", [ALICE, BOB])]
+    assert books.pending_fills() == 0
+
+
+def test_bad_fills_line_emits_no_trades():
+    """fills_ok False: the block's fills are ignored."""
+    books = Books()
+    fills = [fill(ALICE, 1, "B", True), fill(BOB, 1, "A", False)]
+    assert books.apply_block(block(1, fills=fills, fills_ok=False)).trades == {}
+    assert books.pending_fills() == 0
+
+
+# -- views -------------------------------------------------------------------
+
+
+def test_views_cached_per_block_and_rebuilt_after_change():
+    """Same object twice in a block; a new one after the coin changed."""
+    books = Books()
+    books.apply_block(block(1, diffs=[new(1), new(2, "101.0", side="A"), new(3, coin="ETH")]))
+    view = books.l2_view("BTC", 3)
+    assert books.l2_view("BTC", 3) is view
+    assert books.bbo_view("BTC") is books.bbo_view("BTC")
+    assert books.l4_snapshot("BTC") is books.l4_snapshot("BTC")
+    assert books.all_mids() is books.all_mids()
+    assert books.l2_view("BTC", 3, n_levels=5) is not view
+    books.apply_block(block(2, diffs=[new(4, "99.0")]))
+    changed = books.l2_view("BTC", 3)
+    assert changed is not view
+    assert changed["levels"][0][-1] == {"px": "99.0", "sz": "1.0", "n": 1}
+    assert changed["height"] == 2
+
+
+def test_unchanged_coin_view_reports_current_height():
+    """A coin the block did not touch keeps its levels but shows the new height/time."""
+    books = Books()
+    books.apply_block(block(1, diffs=[new(1)]))
+    before = books.l4_snapshot("BTC")
+    books.apply_block(block(2, diffs=[new(2, coin="ETH")], time_ms=BLOCK_MS + 70))
+    after = books.l4_snapshot("BTC")
+    assert (after["height"], after["time"]) == (2, BLOCK_MS + 70)
+    assert after["levels"] is before["levels"]
+
+
+def test_views_of_unknown_coin_raise_key_error():
+    """Unknown coins raise KeyError; bad parameters raise ValueError."""
+    books = Books()
+    with pytest.raises(KeyError):
+        books.l2_view("NOPE")
+    with pytest.raises(KeyError):
+        books.bbo_view("NOPE")
+    with pytest.raises(KeyError):
+        books.l4_snapshot("NOPE")
+    books.apply_block(block(1, diffs=[new(1)]))
+    for params in [(1, None, 20), (5, 3, 20), (4, 2, 20), (None, None, 0), (None, None, 101)]:
+        with pytest.raises(ValueError):
+            books.l2_view("BTC", *params)
+
+
+def test_l4_snapshot_queue_order():
+    """Bids best (highest) first, asks best (lowest) first, oldest first within a level."""
+    books = Books()
+    books.apply_block(
+        block(
+            1,
+            diffs=[
+                new(1, "99.0"),
+                new(2, "100.0"),
+                new(3, "99.0"),
+                new(4, "102.0", side="A"),
+                new(5, "101.0", side="A"),
+                new(6, "102.0", side="A"),
+            ],
+        )
+    )
+    snap = books.l4_snapshot("BTC")
+    assert (snap["coin"], snap["height"], snap["time"]) == ("BTC", 1, BLOCK_MS)
+    assert oids(books, side=0) == [2, 1, 3]
+    assert oids(books, side=1) == [5, 4, 6]
+    assert books.coins() == ["BTC"] and books.coin_count() == 1
+
+
+# -- snapshots ---------------------------------------------------------------
+
+
+def load(books: Books, coin: str, side: str, specs: list[tuple[int, str]], **fields) -> None:
+    books.load_orders(
+        coin,
+        side,
+        [(ALICE, snapshot_order(oid, coin=coin, side=side, px=px, **fields)) for oid, px in specs],
+    )
+
+
+def test_load_orders_in_chunks_then_apply_blocks():
+    """Chunks append in queue order; blocks then apply on top of the declared height."""
+    books = Books()
+    load(books, "BTC", "B", [(1, "100.0"), (2, "100.0")])
+    load(books, "BTC", "B", [(3, "100.0"), (4, "99.0")])
+    load(books, "BTC", "A", [(5, "101.0")], cloid="0xABC")
+    books.set_height(10, BLOCK_MS)
+    assert oids(books) == [1, 2, 3, 4]
+    assert l4_order(books, 5)["cloid"] == "0xABC"
+    assert books.l4_snapshot("BTC")["height"] == 10
+    books.apply_block(block(11, diffs=[remove(2)]))
+    assert oids(books) == [1, 3, 4]
+
+
+def test_load_orders_rejects_bad_entries():
+    """A duplicate oid or a bad price raises ValueError naming coin and oid."""
+    books = Books()
+    load(books, "BTC", "B", [(1, "100.0")])
+    with pytest.raises(ValueError, match="BTC side B oid 1"):
+        load(books, "BTC", "B", [(1, "100.0")])
+    with pytest.raises(ValueError, match="oid 2"):
+        load(books, "BTC", "B", [(2, "abc")])
+
+
+def test_compare_coin_finds_swapped_queue_order_deep_in_level():
+    """compare_coin checks every order: a swap at position 3000 of a level is found."""
+    ours, theirs = Books(), Books()
+    specs = [(oid, "100.0") for oid in range(1, 5001)]
+    swapped = specs[:3000] + [specs[3001], specs[3000]] + specs[3002:]
+    load(ours, "BTC", "B", specs)
+    load(theirs, "BTC", "B", swapped)
+    differences = ours.compare_coin(theirs, "BTC")
+    assert len(differences) == 1
+    assert "position 3000" in differences[0] and "3001" in differences[0]
+    assert "3002" in differences[0]
+
+
+def test_compare_coin_reports_fields_and_missing_orders():
+    """Field differences and orders/levels present on one side only name their oid."""
+    ours, theirs = Books(), Books()
+    load(ours, "BTC", "B", [(1, "100.0"), (2, "100.0"), (3, "99.0")])
+    load(theirs, "BTC", "B", [(1, "100.0")], tif="Alo")
+    load(theirs, "BTC", "B", [(4, "98.0")])
+    differences = ours.compare_coin(theirs, "BTC")
+    assert any("oid 1 tif" in d for d in differences)
+    assert any("oid 2 only in ours" in d for d in differences)
+    assert any("99.0 only in ours: oids 3" in d for d in differences)
+    assert any("98.0 only in theirs: oids 4" in d for d in differences)
+    assert ours.compare_coin(ours, "BTC") == []
+    assert ours.compare_coin(theirs, "ETH") == []
+
+
+def test_adopt_coin_and_replace_all():
+    """adopt_coin swaps in one coin's book; replace_all takes everything."""
+    ours, theirs = Books(), Books()
+    load(ours, "BTC", "B", [(1, "100.0")])
+    load(ours, "ETH", "B", [(2, "10.0")])
+    load(theirs, "BTC", "B", [(3, "100.0")])
+    load(theirs, "BTC", "A", [(4, "101.0")])
+    ours.adopt_coin(theirs, "BTC")
+    assert ours.compare_coin(Books(), "ETH") != []
+    assert oids(ours) == [3] and ours.order_count() == 2 + 1
+    assert ours.all_mids() == {"BTC": "100.5"}
+    result = ours.apply_block(block(5, diffs=[remove(3), remove(1)]))
+    assert [e.oid for e in result.errors] == [1]
+
+    fresh = Books()
+    load(fresh, "SOL", "A", [(9, "150.0")])
+    fresh.set_height(40, BLOCK_MS)
+    assert ours.replace_all(fresh) == {"BTC", "ETH", "SOL"}
+    assert ours.coins() == ["SOL"] and ours.height == 40 and ours.order_count() == 1
+    assert ours.all_mids() == {}
+
+
+# -- the real mainnet fixture -----------------------------------------------
+
+
+def envelope(event_type: type) -> msgspec.json.Decoder:
+    fields = [("block_number", int), ("block_time", str), ("events", list[event_type])]
+    return msgspec.json.Decoder(msgspec.defstruct("Envelope", fields))
+
+
+def read_stream(mainnet_data: Path, kind: str, event_type: type) -> dict:
+    decoder = envelope(event_type)
+    lines = (mainnet_data / kind / "hourly" / "20260430" / "20").read_bytes().splitlines()
+    return {line.block_number: line for line in map(decoder.decode, lines)}
+
+
+def test_mainnet_fixture_applies(mainnet_data: Path):
+    """All 40 real blocks apply; unknown-oid errors (no pre-snapshot book) are reported."""
+    statuses = read_stream(mainnet_data, "node_order_statuses_by_block", OrderStatus)
+    diffs = read_stream(mainnet_data, "node_raw_book_diffs_by_block", BookDiff)
+    fills = read_stream(mainnet_data, "node_fills_by_block", tuple[str, Fill])
+    books = Books()
+    results: list[BlockResult] = []
+    for height in sorted(statuses):
+        line = statuses[height]
+        results.append(
+            books.apply_block(
+                Block(
+                    height=height,
+                    time_ms=iso_to_ms(line.block_time),
+                    block_time=line.block_time,
+                    statuses=line.events,
+                    diffs=diffs[height].events,
+                    fills=fills[height].events,
+                )
+            )
+        )
+    assert len(results) == 40 and books.height == 978995416
+    errors = [e for r in results for e in r.errors]
+    assert errors and all(e.coin == "BTC" for e in errors)
+    assert {e.message for e in errors} <= {"remove of unknown oid", "update of unknown oid"}
+    updates = [r.updates["BTC"] for r in results if "BTC" in r.updates]
+    news = [d for u in updates for d in u.diffs if not isinstance(d.raw_book_diff, str)]
+    news = [d for d in news if d.raw_book_diff.new is not None]
+    assert len(news) == sum(len(u.statuses) for u in updates) == 71  # every new had a status
+    trades = [t for r in results for t in r.trades.get("BTC", [])]
+    assert [(t["tid"], t["side"], t["px"], t["sz"]) for t in trades] == [
+        (457367674387223, "B", "76471.0", "0.00153"),
+        (967518309923970, "B", "76471.0", "0.00153"),
+    ]
+    assert trades[0]["users"] == [
+        "0xfca397d8b8de71639d9e4573d7ecc8199cbff42f",
+        "0xc8264ebc379e26946e7d31ae4746c27182849755",
+    ]
+    view = books.l2_view("BTC", 5, 2, 5)
+    assert view["time"] == 1777582006008
+    bids, asks = view["levels"]
+    assert fixed.parse(bids[0]["px"]) < fixed.parse(asks[0]["px"])
+    assert len(bids) == len(asks) == 5
+    assert books.order_count() == sum(len(side) for side in books.l4_snapshot("BTC")["levels"])
+
+
+def test_freeze_after_load_freezes_the_heap():
+    """freeze_after_load moves live objects to the permanent generation."""
+    books = Books()
+    load(books, "BTC", "B", [(oid, "100.0") for oid in range(1, 100)])
+    try:
+        freeze_after_load()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -1,0 +1,51 @@
+"""Order helpers: cloid packing, metadata interning, ISO times."""
+
+from __future__ import annotations
+
+import pytest
+
+from orderbook.book.order import (
+    DEFAULT_META,
+    decode_cloid,
+    encode_cloid,
+    intern_meta,
+    iso_to_ms,
+)
+
+
+@pytest.mark.parametrize(
+    "cloid",
+    [
+        None,
+        "0x14904991131967010000000003807292",
+        "0x00000000000000000000000000000000",
+        "0xffffffffffffffffffffffffffffffff",
+        "0xABCDEF00000000000000000000000000",  # uppercase: kept as a string
+        "0x123",  # short: kept as a string
+        "not-hex-but-thirty-four-chars-long",
+    ],
+)
+def test_cloid_round_trips(cloid):
+    """Every cloid comes back exactly as the node wrote it."""
+    assert decode_cloid(encode_cloid(cloid)) == cloid
+
+
+def test_canonical_cloid_is_stored_as_int():
+    """A canonical 128-bit cloid is packed into an int."""
+    assert encode_cloid("0x0000000000000000000000000000002a") == 42
+
+
+def test_meta_interned():
+    """Equal metadata tuples share one object."""
+    meta = ("N/A", False, "0.0", False, False, "Limit", "".join(["A", "lo"]))
+    assert intern_meta(meta) is intern_meta(tuple(meta))
+    assert intern_meta(("N/A", False, "0.0", False, False, "Limit", None)) is DEFAULT_META
+
+
+def test_iso_to_ms():
+    """Naive UTC ISO times with 0-9 fractional digits become epoch ms (truncated)."""
+    assert iso_to_ms("2026-04-30T20:46:43.304461819") == 1777582003304
+    assert iso_to_ms("2026-04-30T20:46:43.3") == 1777582003300
+    assert iso_to_ms("2026-04-30T20:46:43") == 1777582003000
+    with pytest.raises(ValueError, match="20:46"):
+        iso_to_ms("20:46")

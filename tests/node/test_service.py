@@ -1,0 +1,277 @@
+"""The ingest state machine end to end: real files, inotify, an HTTP info server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import msgspec
+import pytest
+import pytest_twisted
+
+from orderbook.book.books import Books
+from orderbook.book.events import StatusOrder
+from orderbook.config import NodeSettings
+from orderbook.metrics import Registry
+from orderbook.node.service import IngestService
+from tests.node.support import FakeNode, listen_info, wait_for
+
+
+class Listener:
+    def __init__(self):
+        self.results = []
+        self.resets = []
+        self.states = []
+        self.explode = False
+
+    def block_applied(self, result):
+        self.results.append(result)
+        if self.explode:
+            raise RuntimeError("listener bug")
+
+    def books_reset(self, coins):
+        self.resets.append(set(coins))
+
+    def state_changed(self, status):
+        self.states.append(status["state"])
+
+
+class Harness:
+    def __init__(self, tmp_path, reactor, **overrides):
+        self.node = FakeNode(tmp_path / "data", mode=overrides.get("mode", "by_block"))
+        self.node.touch_files()
+        self.info, self.port, url = listen_info(reactor, self.node.snapshot_document)
+        options = dict(
+            data_dir=tmp_path / "data", info_url=url, snapshot_path=tmp_path / "snap.json",
+            snapshot_timeout_s=5.0, stall_timeout_s=5.0, validate_interval_s=0,
+            recheck_interval_s=0.05, max_buffered_blocks=100,
+        )  # fmt: skip
+        options.update(overrides)
+        self.settings = NodeSettings(**options)
+        self.books = Books()
+        self.listener = Listener()
+        self.metrics = Registry()
+        self.service = IngestService(
+            self.settings, self.books, self.listener, self.metrics, reactor=reactor
+        )
+        self.service.retry_base_s = 0.05
+
+    def metric(self, name, *labels):
+        return self.metrics.metrics["orderbook_node_" + name].get(*labels)
+
+    def state(self):
+        return self.service.status()["state"]
+
+    def write(self, count=1):
+        for _ in range(count):
+            self.node.write_block()
+
+    def caught_up(self):
+        return self.state() == "ready" and self.books.height == self.node.height
+
+    def assert_matches_node(self):
+        reference = Books()
+        document = self.node.snapshot_document()
+        for coin, (bids, asks) in document[1]:
+            for side, entries in (("B", bids), ("A", asks)):
+                reference.load_orders(
+                    coin, side, [(u, msgspec.convert(o, StatusOrder)) for u, o in entries]
+                )
+        assert self.books.height == self.node.height
+        for coin in set(reference.coins()) | set(self.books.coins()):
+            assert self.books.compare_coin(reference, coin) == [], coin
+
+
+@pytest.fixture
+def harness(tmp_path, reactor):
+    made = []
+
+    def make(**overrides):
+        made.append(Harness(tmp_path, reactor, **overrides))
+        return made[-1]
+
+    yield make
+    for each in made:
+        if each.service.running:
+            each.service.stopService()
+        for request in each.info.hanging:
+            if not request.finished and not request._disconnected:
+                request.finish()
+        each.port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_bootstrap_then_follow_blocks(harness):
+    """Start: snapshot loaded, state ready, then every block applied and announced."""
+    h = harness()
+    h.service.startService()
+    assert h.state() == "bootstrapping"
+    yield wait_for(h.caught_up, what="ready")
+    assert h.listener.resets and h.listener.states[-1] == "ready"
+    h.write(6)
+    yield wait_for(h.caught_up, what="6 blocks")
+    h.assert_matches_node()
+    assert [r.height for r in h.listener.results] == list(range(1001, 1007))
+    assert h.metric("blocks_applied_total") == 6
+    status = h.service.status()
+    assert status["height"] == 1006 and status["lag_ms"] is not None
+    assert status["reason"] is None and status["resyncs"] == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_blocks_during_bootstrap_are_buffered_and_applied(harness):
+    """Blocks written while the snapshot is pending are applied on top of it."""
+    h = harness()
+    h.info.mode = "hang"
+    h.service.startService()
+    yield wait_for(lambda: h.info.requests, what="snapshot request")
+    snapshot = h.node.snapshot_document()
+    h.info.snapshot = lambda: snapshot  # the node's state when asked
+    h.write(4)
+    yield wait_for(lambda: h.service.status()["buffered_blocks"] == 4, what="buffering")
+    request = h.info.hanging.pop()
+    Path(h.info.requests[-1]["outPath"]).write_text(json.dumps(snapshot))
+    request.write(b"null")
+    request.finish()
+    yield wait_for(h.caught_up, what="caught up")
+    h.assert_matches_node()
+
+
+@pytest_twisted.inlineCallbacks
+def test_gap_resyncs_from_fresh_snapshot(harness):
+    """A missing block: resyncing (last state still served), then ready at the node's state."""
+    h = harness()
+    h.service.startService()
+    yield wait_for(h.caught_up)
+    h.write(2)
+    yield wait_for(h.caught_up)
+    h.node.next_block()  # lost: never written
+    h.write(1)
+    yield wait_for(lambda: h.metric("resyncs_total") == 1, what="resync")
+    h.write(2)
+    yield wait_for(h.caught_up, what="resynced")
+    h.assert_matches_node()
+    assert "resyncing" in h.listener.states and h.metric("gaps_total") >= 1
+    assert len(h.info.requests) == 2
+
+
+@pytest_twisted.inlineCallbacks
+def test_garbage_lines(harness):
+    """Bad fills line: trades skipped, no resync. Bad diffs line: counted, resync."""
+    h = harness()
+    h.service.startService()
+    yield wait_for(h.caught_up)
+    h.write(1)
+    lines = h.node.next_block()
+    lines["fills"] = b'{"block_number": 1002, "events": [garbage\n'
+    h.node.write_block(lines)
+    yield wait_for(h.caught_up, what="block with bad fills")
+    assert h.metric("bad_lines_total", "fills") == 1
+    assert h.metric("resyncs_total") == 0 and h.state() == "ready"
+    lines = h.node.next_block()
+    lines["diffs"] = b"\x00\xffnot json at all\n"
+    h.node.write_block(lines)
+    yield wait_for(lambda: h.metric("bad_lines_total", "diffs") == 1)
+    h.write(1)
+    yield wait_for(h.caught_up, what="resynced after bad diffs")
+    assert h.metric("resyncs_total") == 1
+    h.assert_matches_node()
+
+
+@pytest_twisted.inlineCallbacks
+def test_stall_and_recovery(harness):
+    """No block for stall_timeout_s: stale; the next block makes it ready again."""
+    h = harness(stall_timeout_s=0.2)
+    h.service.startService()
+    yield wait_for(lambda: h.state() == "stale", what="stale")
+    assert "no new block" in h.service.status()["reason"]
+    assert h.metric("stalls_total") == 1
+    h.write(1)
+    yield wait_for(h.caught_up, what="ready again")
+
+
+@pytest_twisted.inlineCallbacks
+def test_failing_snapshot_server_is_retried(harness):
+    """500 from the node: error state reason, retry with backoff, then ready."""
+    h = harness()
+    h.info.mode = "fail"
+    h.service.startService()
+    yield wait_for(lambda: h.metric("snapshot_failures_total") >= 2, what="retries")
+    status = h.service.status()
+    assert status["state"] == "bootstrapping" and "500" in status["reason"]
+    h.info.mode = "ok"
+    yield wait_for(h.caught_up, what="ready after retries")
+
+
+@pytest_twisted.inlineCallbacks
+def test_slow_snapshot_server_times_out(harness):
+    """A node that does not answer within snapshot_timeout_s: failure, retry, ready."""
+    h = harness(snapshot_timeout_s=0.2)
+    h.info.mode = "hang"
+    h.service.startService()
+    yield wait_for(lambda: h.metric("snapshot_failures_total") >= 1, what="timeout")
+    assert "within 0.2 s" in h.service.status()["reason"]
+    h.info.mode = "ok"
+    yield wait_for(h.caught_up, what="ready after timeout")
+
+
+@pytest_twisted.inlineCallbacks
+def test_buffer_bound_exceeded(harness):
+    """More blocks than max_buffered_blocks while waiting: clear error, retry, ready."""
+    h = harness(max_buffered_blocks=3)
+    h.info.mode = "hang"
+    h.service.startService()
+    yield wait_for(lambda: h.info.requests)
+    h.write(5)
+    yield wait_for(lambda: h.metric("snapshot_failures_total") >= 1, what="overflow")
+    assert "max_buffered_blocks" in h.service.status()["reason"]
+    h.info.mode = "ok"
+    h.write(1)
+    yield wait_for(h.caught_up, what="ready after overflow")
+    h.assert_matches_node()
+
+
+@pytest_twisted.inlineCallbacks
+def test_validation_repairs_corrupted_coin(harness):
+    """Corrupted live book: mismatch found, coin adopted, listener told, metric counted."""
+    h = harness()
+    h.service.startService()
+    yield wait_for(h.caught_up)
+    h.write(3)
+    yield wait_for(h.caught_up)
+    h.books.adopt_coin(Books(), "BTC")  # BTC's orders vanish from the live book
+    resets = len(h.listener.resets)
+    yield h.service.validate()
+    assert h.listener.resets[resets:] == [{"BTC"}]
+    assert h.metric("validation_runs_total") == 1
+    assert h.metric("validation_mismatched_coins_total") == 1
+    h.assert_matches_node()
+    yield h.service.validate()  # clean now
+    assert h.metric("validation_mismatched_coins_total") == 1
+    assert h.metric("validation_runs_total") == 2
+
+
+@pytest_twisted.inlineCallbacks
+def test_listener_failure_does_not_stop_ingestion(harness):
+    """An exception in the listener is logged; blocks keep being applied."""
+    h = harness()
+    h.service.startService()
+    yield wait_for(h.caught_up)
+    h.listener.explode = True
+    h.write(3)
+    yield wait_for(h.caught_up)
+    assert h.metric("blocks_applied_total") == 3
+
+
+@pytest_twisted.inlineCallbacks
+def test_streaming_mode_follows_blocks(harness):
+    """Streaming layout: a block applies once every stream shows a later one."""
+    h = harness(mode="streaming")
+    h.service.startService()
+    yield wait_for(h.caught_up)
+    h.write(5)
+    yield wait_for(lambda: h.books.height == h.node.height - 1, what="4 blocks")
+    h.write(1)
+    yield wait_for(lambda: h.books.height == h.node.height - 1, what="5 blocks")
+    assert [r.height for r in h.listener.results] == list(range(1001, 1006))
+    assert h.state() == "ready"

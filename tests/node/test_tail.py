@@ -1,0 +1,166 @@
+"""Tailing hourly files with real inotify: rotation, pruning, partial lines."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+import pytest_twisted
+
+from orderbook.node.tail import NodeTailer, hourly_files
+from tests.node.support import wait_for
+
+
+class Collector:
+    def __init__(self):
+        self.lines: list[tuple[str, int, bytes | None]] = []
+        self.problems: list[tuple[str, int, str]] = []
+
+    def deliver(self, stream, path, batch):
+        self.lines += [(path.name, offset, line) for offset, line in batch]
+
+    def report(self, stream, path, offset, problem):
+        self.problems.append((path.name, offset, problem))
+
+    def texts(self):
+        return [line for _, _, line in self.lines]
+
+
+@pytest.fixture
+def hourly(tmp_path):
+    root = tmp_path / "node_order_statuses_by_block" / "hourly"
+    (root / "20260430").mkdir(parents=True)
+    return root
+
+
+def _append(path, data: bytes):
+    with open(path, "ab") as handle:
+        handle.write(data)
+
+
+@pytest.fixture
+def tailer_of(reactor):
+    made = []
+
+    def make(root, collector, recheck=60.0):
+        tailer = NodeTailer({"s": root}, collector.deliver, collector.report, reactor, recheck)
+        made.append(tailer)
+        tailer.start()
+        return tailer
+
+    yield make
+    for tailer in made:
+        tailer.stop()
+
+
+def test_hourly_files_order_numerically(tmp_path):
+    """Hours have no leading zero: 9 sorts before 10; dates before hours."""
+    for day, hour in (("20260430", "10"), ("20260430", "9"), ("20260501", "0"), ("x", "1")):
+        (tmp_path / day).mkdir(exist_ok=True)
+        (tmp_path / day / hour).touch()
+    (tmp_path / "20260430" / "junk").touch()
+    assert [key for key, _ in hourly_files(tmp_path)] == [
+        ("20260430", 9), ("20260430", 10), ("20260501", 0)
+    ]  # fmt: skip
+
+
+@pytest_twisted.inlineCallbacks
+def test_starts_at_end_mid_line_and_follows_chunks(hourly, tailer_of):
+    """Startup skips old data and the partial line; appended chunks give whole lines once."""
+    path = hourly / "20260430" / "20"
+    path.write_bytes(b"old line\nhalf of a li")
+    collector = Collector()
+    tailer_of(hourly, collector)
+    _append(path, b"ne\n")
+    payload = b"".join(b'{"n":%d,"pad":"%s"}\n' % (i, b"x" * (i * 37 % 500)) for i in range(200))
+    for start in range(0, len(payload), 777):
+        _append(path, payload[start : start + 777])
+    yield wait_for(lambda: len(collector.lines) == 200, what="200 lines")
+    assert collector.texts() == payload.split(b"\n")[:-1]
+    assert collector.lines[0][1] == len(b"old line\nhalf of a line\n")
+    assert collector.problems == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_rotation_across_hour_and_date_with_pruning(hourly, tailer_of):
+    """Old file read to EOF before the next; 23 -> next day's 0; pruned files harmless."""
+    first = hourly / "20260430" / "22"
+    first.write_bytes(b"")
+    collector = Collector()
+    tailer = tailer_of(hourly, collector)
+    _append(first, b"a1\na2\n")
+    yield wait_for(lambda: len(collector.lines) == 2, what="a lines")
+    second = hourly / "20260430" / "23"
+    _append(second, b"b1\n")
+    _append(first, b"a3\n")  # the writer's last flush of the finished file
+    yield wait_for(lambda: len(collector.lines) == 4, what="b1")
+    assert collector.texts() == [b"a1", b"a2", b"a3", b"b1"]
+    first.unlink()  # pruned while we are on the next file
+    (hourly / "20260501").mkdir()
+    third = hourly / "20260501" / "0"
+    _append(second, b"b2")
+    _append(third, b"c1\n")
+    yield wait_for(lambda: len(collector.lines) == 5, what="c1")
+    shutil.rmtree(hourly / "20260430")  # prune a whole day
+    _append(third, b"c2\n")
+    yield wait_for(lambda: len(collector.lines) == 6, what="c2 after pruning a day")
+    assert collector.texts()[-2:] == [b"c1", b"c2"]
+    assert [(name, problem.split(" (")[0]) for name, _, problem in collector.problems] == [
+        ("23", "file ended inside a line")
+    ]
+    assert tailer.tails["s"].path == third
+
+
+@pytest_twisted.inlineCallbacks
+def test_current_file_deleted_is_read_to_its_end(hourly, tailer_of):
+    """Data appended just before the current file is pruned still arrives, then the next."""
+    path = hourly / "20260430" / "5"
+    path.write_bytes(b"")
+    collector = Collector()
+    tailer_of(hourly, collector)
+    _append(path, b"x1\n")
+    yield wait_for(lambda: len(collector.lines) == 1)
+    # no reactor turn between these: the reader cannot have seen x2 before the unlink
+    _append(path, b"x2\n")
+    os.unlink(path)
+    (hourly / "20260430" / "6").write_bytes(b"y1\n")
+    yield wait_for(lambda: len(collector.lines) == 3)
+    assert collector.texts() == [b"x1", b"x2", b"y1"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_restart_in_the_middle_of_a_line(hourly, tailer_of, reactor):
+    """A new reader started while a line is half written skips it and reads the next."""
+    path = hourly / "20260430" / "1"
+    path.write_bytes(b'{"done":1}\n{"half":')
+    collector = Collector()
+    tailer_of(hourly, collector)
+    _append(path, b'2}\n{"next":3}\n')
+    yield wait_for(lambda: collector.lines)
+    assert collector.texts() == [b'{"next":3}']
+
+
+@pytest_twisted.inlineCallbacks
+def test_recheck_finds_data_without_inotify(hourly, tailer_of):
+    """With the notifier dead, the periodic re-check restarts it and reads on."""
+    path = hourly / "20260430" / "2"
+    path.write_bytes(b"")
+    collector = Collector()
+    tailer = tailer_of(hourly, collector, recheck=0.05)
+    tailer._notifier.loseConnection()
+    _append(path, b"z1\n")
+    yield wait_for(lambda: collector.texts() == [b"z1"])
+    yield wait_for(lambda: tailer.notifier_restarts >= 1 and tailer._notifier is not None)
+    assert tailer._notifier.connected
+
+
+@pytest_twisted.inlineCallbacks
+def test_stream_appears_later(tmp_path, tailer_of):
+    """A stream directory created after startup is picked up from its first byte."""
+    root = tmp_path / "late" / "hourly"
+    collector = Collector()
+    tailer_of(root, collector, recheck=0.05)
+    (root / "20260430").mkdir(parents=True)
+    (root / "20260430" / "3").write_bytes(b"first\n")
+    yield wait_for(lambda: collector.texts() == [b"first"])
