@@ -1,0 +1,594 @@
+"""WAMP v2 (``wamp.2.json``) on the WebSocket endpoint, for Autobahn|JS clients.
+
+The server is the router for its own realm: a broker for exact-match topics
+(one per JSON channel, see :mod:`orderbook.server.wamp_uri`) and a dealer for
+its own procedures. Clients authenticate anonymously and may SUBSCRIBE,
+UNSUBSCRIBE and CALL; PUBLISH and REGISTER are refused. Wire messages are
+parsed and built with autobahn's WAMP message classes; the router-side session
+state machine is here::
+
+    client                          server
+    HELLO realm  ------------------> WELCOME (or ABORT no_such_realm / no_auth_method)
+    SUBSCRIBE req {} topic --------> SUBSCRIBED req sub     | ERROR invalid_uri
+    UNSUBSCRIBE req sub -----------> UNSUBSCRIBED req       | ERROR no_such_subscription
+    CALL req {} proc args kwargs --> RESULT req {} [value]  | ERROR no_such_procedure,
+                                                              invalid_argument
+    PUBLISH req {acknowledge} -----> ERROR not_authorized (only when acknowledge: an
+                                     unacknowledged publish has no reply in WAMP)
+    REGISTER req {} proc ----------> ERROR not_authorized
+    GOODBYE -----------------------> GOODBYE goodbye_and_out, then close
+    anything malformed or out of order -> ABORT protocol_violation, then close
+
+Fan-out stays build-once: every subscriber of a topic shares the topic's one
+subscription id (as WAMP routers do), so :class:`WampEnvelope` wraps a view's
+encoded ``data`` in ONE ``EVENT`` message per topic and block, which the feed
+registry hands to every WAMP subscriber through the same Outbox (frames,
+compression, producer, slow-consumer rules) as the JSON channels. A
+subscriber that asks ``get_retained`` gets the topic's current view at once
+(``details.retained``), as from a broker with event retention.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import itertools
+from collections.abc import Callable, Hashable
+from typing import Any, Protocol
+
+from autobahn.util import id as random_id
+from autobahn.wamp import message
+from autobahn.wamp.exception import ProtocolError
+from autobahn.wamp.role import RoleBrokerFeatures, RoleDealerFeatures
+from autobahn.wamp.serializer import JsonObjectSerializer, JsonSerializer
+from twisted.logger import Logger
+
+from orderbook.feed import messages
+from orderbook.feed.frames import OutgoingMessage
+from orderbook.feed.subscriptions import (
+    COIN_CHANNELS,
+    Subscription,
+    SubscriptionError,
+    parse_l2,
+)
+from orderbook.metrics import Registry as MetricsRegistry
+from orderbook.server.wamp_uri import InvalidTopic, parse_topic
+
+SUBPROTOCOL = "wamp.2.json"
+
+NOT_AUTHORIZED = "wamp.error.not_authorized"
+INVALID_URI = "wamp.error.invalid_uri"
+NO_SUCH_PROCEDURE = "wamp.error.no_such_procedure"
+INVALID_ARGUMENT = "wamp.error.invalid_argument"
+NO_SUCH_SUBSCRIPTION = "wamp.error.no_such_subscription"
+NO_SUCH_REGISTRATION = "wamp.error.no_such_registration"
+NO_SUCH_REALM = "wamp.error.no_such_realm"
+NO_AUTH_METHOD = "wamp.error.no_auth_method"
+PROTOCOL_VIOLATION = "wamp.error.protocol_violation"
+TOO_MANY_SUBSCRIPTIONS = "orderbook.error.too_many_subscriptions"
+INTERNAL_ERROR = "orderbook.error.internal"
+GOODBYE_AND_OUT = "wamp.close.goodbye_and_out"
+SYSTEM_SHUTDOWN = "wamp.close.system_shutdown"
+
+CLOSE_NORMAL = 1000  # autobahn lets applications close with 1000 or 3000-4999 only
+
+_CLIENT_MESSAGES = {
+    cls.MESSAGE_TYPE: cls
+    for cls in (
+        message.Hello,
+        message.Abort,
+        message.Authenticate,
+        message.Goodbye,
+        message.Error,
+        message.Publish,
+        message.Subscribe,
+        message.Unsubscribe,
+        message.Call,
+        message.Cancel,
+        message.Register,
+        message.Unregister,
+        message.Yield,
+    )
+}
+# Request messages whose URI we answer with ERROR invalid_uri instead of ABORT.
+_URI_REQUESTS = {
+    message.Subscribe.MESSAGE_TYPE: 3,
+    message.Call.MESSAGE_TYPE: 3,
+    message.Publish.MESSAGE_TYPE: 3,
+    message.Register.MESSAGE_TYPE: 3,
+}
+_ROLES = {
+    "broker": RoleBrokerFeatures(event_retention=True, subscription_revocation=True),
+    "dealer": RoleDealerFeatures(),
+}
+_decoder = JsonObjectSerializer()
+_MAX_ID = 2**53
+
+
+class WampError(Exception):
+    """A request to answer with ERROR ``uri``; ``str()`` becomes args[0]."""
+
+    def __init__(self, uri: str, text: str) -> None:
+        super().__init__(text)
+        self.uri = uri
+
+
+class SessionAbort(Exception):
+    """The session must end with ABORT ``reason``; ``str()`` is the message."""
+
+    def __init__(self, reason: str, text: str) -> None:
+        super().__init__(text)
+        self.reason = reason
+
+
+def encode(msg: message.Message) -> bytes:
+    """One WAMP message as JSON bytes (msgspec: views may hold msgspec structs)."""
+    return messages.encode(msg.marshal())
+
+
+# -- fan-out envelope -----------------------------------------------------------
+
+
+class WampEnvelope:
+    """WAMP EVENTs for the feed registry: one shared subscription id per topic.
+
+    ``acquire``/``release`` count a topic's WAMP subscribers; its id lives as
+    long as it has any. ``wrap`` is the registry's envelope seam.
+    """
+
+    def __init__(self) -> None:
+        self._ids: dict[Subscription, int] = {}
+        self._refs: dict[Subscription, int] = {}
+        self._publications = itertools.count(1)
+        self.events_built = 0
+
+    def acquire(self, sub: Subscription) -> int:
+        """One more subscriber of ``sub``: its subscription id."""
+        if sub not in self._ids:
+            self._ids[sub] = _new_id(self._ids.values())
+        self._refs[sub] = self._refs.get(sub, 0) + 1
+        return self._ids[sub]
+
+    def release(self, sub: Subscription) -> None:
+        """One subscriber of ``sub`` fewer."""
+        count = self._refs.get(sub, 0) - 1
+        if count > 0:
+            self._refs[sub] = count
+        else:
+            self._refs.pop(sub, None)
+            self._ids.pop(sub, None)
+
+    def subscription_id(self, sub: Subscription) -> int | None:
+        return self._ids.get(sub)
+
+    def wrap(self, sub: Subscription, data: bytes, part: str | None) -> OutgoingMessage | None:
+        """EVENT with ``args[0] = data``; an l4Book Snapshot also gets kwargs ``part``."""
+        sub_id = self._ids.get(sub)
+        if sub_id is None:
+            return None
+        extra = b',{"part":"Snapshot"}' if part == "Snapshot" else b""
+        return self._event(sub_id, b"{}", data, extra)
+
+    def retained(self, sub: Subscription, data: bytes) -> OutgoingMessage:
+        """The current view for one new subscriber that asked ``get_retained``."""
+        return self._event(self._ids[sub], b'{"retained":true}', data, b"")
+
+    def _event(self, sub_id: int, details: bytes, data: bytes, extra: bytes) -> OutgoingMessage:
+        self.events_built += 1
+        head = b"[36,%d,%d," % (sub_id, next(self._publications))
+        return OutgoingMessage(head + details + b",[" + data + b"]" + extra + b"]")
+
+
+def _new_id(taken: Any) -> int:
+    used = set(taken)
+    while True:
+        candidate = random_id()
+        if candidate not in used:
+            return candidate
+
+
+# -- procedures ---------------------------------------------------------------------
+
+
+class Procedures:
+    """The server's callable procedures (the dealer role).
+
+    Each takes positional or keyword arguments as documented in ws-api.md and
+    returns the JSON-ready value; bad arguments raise WampError invalid_argument.
+    """
+
+    def __init__(
+        self, books: Any, status: Callable[[], dict[str, Any]], known_coin: Callable[[str], bool]
+    ) -> None:
+        self.books = books
+        self.status = status
+        self.known_coin = known_coin
+        self.table: dict[str, Callable[..., Any]] = {
+            "orderbook.l2book.get": self.l2book_get,
+            "orderbook.bbo.get": self.bbo_get,
+            "orderbook.l4book.snapshot": self.l4book_snapshot,
+            "orderbook.coins": self.coins,
+            "orderbook.status": self.server_status,
+        }
+
+    def call(self, procedure: str, args: list[Any] | None, kwargs: dict[str, Any] | None) -> Any:
+        """Run ``procedure``; WampError for unknown procedures and bad arguments."""
+        function = self.table.get(procedure)
+        if function is None:
+            raise WampError(NO_SUCH_PROCEDURE, f"no procedure {procedure!r}")
+        try:
+            inspect.signature(function).bind(*(args or ()), **(kwargs or {}))
+        except TypeError as exc:
+            raise WampError(INVALID_ARGUMENT, f"{procedure}: {exc}") from None
+        return function(*(args or ()), **(kwargs or {}))
+
+    def _ready_coin(self, coin: Any) -> str:
+        if not isinstance(coin, str) or not coin:
+            raise WampError(INVALID_ARGUMENT, f"coin must be a non-empty string, got {coin!r}")
+        if self.books.height is None:
+            raise WampError(INVALID_ARGUMENT, "the book is not ready yet (see orderbook.status)")
+        if not self.known_coin(coin):
+            raise WampError(INVALID_ARGUMENT, f"unknown coin {coin!r}")
+        return coin
+
+    def l2book_get(
+        self, coin: Any, nSigFigs: Any = None, mantissa: Any = None, nLevels: Any = None
+    ) -> Any:
+        """``orderbook.l2book.get(coin, nSigFigs=None, mantissa=None, nLevels=20)``."""
+        request = {"type": "l2Book", "coin": coin, "nSigFigs": nSigFigs}
+        request.update(mantissa=mantissa, nLevels=nLevels)
+        try:
+            sub = parse_l2(request)
+        except SubscriptionError as exc:
+            raise WampError(
+                INVALID_ARGUMENT, str(exc).replace("subscription", "arguments")
+            ) from None
+        self._ready_coin(sub.coin)
+        return messages.view_data(self.books, sub)
+
+    def bbo_get(self, coin: Any) -> Any:
+        """``orderbook.bbo.get(coin)``."""
+        return messages.view_data(self.books, Subscription("bbo", self._ready_coin(coin)))
+
+    def l4book_snapshot(self, coin: Any) -> Any:
+        """``orderbook.l4book.snapshot(coin)``: the Snapshot object (with height)."""
+        return self.books.l4_snapshot(self._ready_coin(coin))
+
+    def coins(self) -> list[str]:
+        """``orderbook.coins()``."""
+        return sorted(self.books.coins()) if self.books.height is not None else []
+
+    def server_status(self) -> dict[str, Any]:
+        """``orderbook.status()``: the health document."""
+        return self.status()
+
+
+# -- the router side of one connection -------------------------------------------------
+
+
+class Link(Protocol):
+    """What a session needs from its WebSocket connection (the feed's Outbox API)."""
+
+    def send(self, message: OutgoingMessage, key: Hashable = None, lossless: bool = True) -> int:
+        """Write or hold ``message``; bytes written or held (0: dropped)."""
+
+
+class WampMetrics:
+    """WAMP counters in the shared metrics registry."""
+
+    def __init__(self, metrics: MetricsRegistry, hub: WampHub) -> None:
+        self.sessions = metrics.gauge(
+            "orderbook_wamp_sessions", "Open WAMP sessions", read=lambda: len(hub.sessions)
+        )
+        self.calls = metrics.counter(
+            "orderbook_wamp_calls_total", "WAMP calls answered, by procedure", ["procedure"]
+        )
+        self.errors = metrics.counter(
+            "orderbook_wamp_errors_total", "WAMP ERROR and ABORT replies, by URI", ["error"]
+        )
+
+
+class WampHub:
+    """Server-wide WAMP state: realm, the registry link, the envelope, procedures."""
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        realm: str,
+        registry: Any,
+        books: Any,
+        metrics: MetricsRegistry,
+        status: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self.realm = realm
+        self.registry = registry
+        self.envelope = WampEnvelope()
+        self.procedures = Procedures(books, status or registry.status, registry.known_coin)
+        self.sessions: set[WampSession] = set()
+        self.metrics = WampMetrics(metrics, self)
+
+    def open(self, link: Link, close: Callable[[int, str], None], peer: str = "") -> WampSession:
+        """A session for a connection that negotiated ``wamp.2.json``."""
+        return WampSession(self, link, close, peer)
+
+    def shutdown(self) -> None:
+        """Say GOODBYE system_shutdown to every open session."""
+        for session in list(self.sessions):
+            session.goodbye(SYSTEM_SHUTDOWN)
+
+
+class WampSession:
+    """The router side of one client session; the registry's Client for its topics.
+
+    States: ``hello`` (waiting for HELLO), ``open`` (joined), ``closed``.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self, hub: WampHub, link: Link, close: Callable[[int, str], None], peer: str = ""
+    ) -> None:
+        self.hub = hub
+        self.link = link
+        self._close = close
+        self.peer = peer
+        self.envelope = hub.envelope
+        self.state = "hello"
+        self.session_id = 0
+        self.topics: dict[int, Subscription] = {}  # subscription id -> topic
+
+    # -- input ------------------------------------------------------------------
+    def on_message(self, payload: bytes, is_binary: bool) -> None:
+        """Handle one WebSocket message; never raises."""
+        if self.state == "closed":
+            return
+        try:
+            if is_binary:
+                raise SessionAbort(PROTOCOL_VIOLATION, "binary message on wamp.2.json")
+            for raw in _decode(payload):
+                self._handle_raw(raw)
+                if self.state == "closed":
+                    return
+        except SessionAbort as exc:
+            self.abort(exc.reason, str(exc))
+        except Exception:
+            self._log.failure("WAMP session {session} failed on a message", session=self.session_id)
+            self.abort(PROTOCOL_VIOLATION, "internal error handling the message")
+
+    def _handle_raw(self, raw: list[Any]) -> None:
+        msg = _parse(raw, self)
+        if msg is None:
+            return  # answered already (ERROR invalid_uri)
+        if self.state == "hello":
+            if not isinstance(msg, message.Hello):
+                raise SessionAbort(PROTOCOL_VIOLATION, f"expected HELLO, got {type(msg).__name__}")
+            self._hello(msg)
+            return
+        handler = _HANDLERS.get(type(msg))
+        if handler is None:
+            raise SessionAbort(
+                PROTOCOL_VIOLATION, f"{type(msg).__name__.upper()} is not valid in an open session"
+            )
+        try:
+            handler(self, msg)
+        except WampError as exc:
+            self._error(msg, exc.uri, str(exc))
+
+    def _hello(self, msg: message.Hello) -> None:
+        if msg.realm != self.hub.realm:
+            raise SessionAbort(
+                NO_SUCH_REALM, f"no realm {msg.realm!r} here (realm is {self.hub.realm!r})"
+            )
+        if msg.authmethods and "anonymous" not in msg.authmethods:
+            raise SessionAbort(NO_AUTH_METHOD, "only anonymous authentication is offered")
+        self.session_id = random_id()
+        self.state = "open"
+        self.hub.sessions.add(self)
+        self._send(
+            message.Welcome(
+                self.session_id,
+                _ROLES,
+                realm=self.hub.realm,
+                authid=f"anonymous-{self.session_id}",
+                authrole="anonymous",
+                authmethod="anonymous",
+                authprovider="static",
+            )
+        )
+        self._log.debug(
+            "WAMP session {session} joined from {peer}", session=self.session_id, peer=self.peer
+        )
+
+    # -- requests (open session) -----------------------------------------------
+    def _subscribe(self, msg: message.Subscribe) -> None:
+        if msg.match not in (None, "exact"):
+            raise WampError(
+                INVALID_ARGUMENT, f"match policy {msg.match!r} is not offered (exact only)"
+            )
+        sub = _topic(msg.topic)
+        registry = self.hub.registry
+        sub_id = self.envelope.subscription_id(sub)
+        if sub_id is None or self.topics.get(sub_id) != sub:
+            self._check_new(sub)
+            try:
+                registry.subscribe(self, sub)
+            except SubscriptionError as exc:
+                raise WampError(INVALID_URI, str(exc)) from None
+            sub_id = self.envelope.acquire(sub)
+            self.topics[sub_id] = sub
+        self._send(message.Subscribed(msg.request, sub_id))
+        if msg.get_retained and sub.channel not in ("trades", "l4Book"):
+            self._send_retained(sub)
+
+    def _check_new(self, sub: Subscription) -> None:
+        limit = self.hub.registry.ws.max_subscriptions
+        if len(self.topics) >= limit:
+            raise WampError(TOO_MANY_SUBSCRIPTIONS, f"at most {limit} subscriptions per session")
+        if sub.channel in COIN_CHANNELS and not self.hub.registry.known_coin(sub.coin):
+            raise WampError(INVALID_URI, f"unknown coin {sub.coin!r}")
+
+    def _send_retained(self, sub: Subscription) -> None:
+        registry = self.hub.registry
+        if sub.channel != "status" and registry.books.height is None:
+            return
+        data = registry.current_data(sub)
+        self.link.send(self.envelope.retained(sub, data), key=sub, lossless=True)
+
+    def _unsubscribe(self, msg: message.Unsubscribe) -> None:
+        sub = self.topics.pop(msg.subscription, None)
+        if sub is None:
+            raise WampError(NO_SUCH_SUBSCRIPTION, f"no subscription {msg.subscription}")
+        self._forget(sub)
+        self._send(message.Unsubscribed(msg.request))
+
+    def _forget(self, sub: Subscription) -> None:
+        with contextlib.suppress(SubscriptionError):  # the registry may have dropped it
+            self.hub.registry.unsubscribe(self, sub)
+        self.envelope.release(sub)
+
+    def _call(self, msg: message.Call) -> None:
+        try:
+            value = self.hub.procedures.call(msg.procedure, msg.args, msg.kwargs)
+        except WampError:
+            raise
+        except Exception:
+            self._log.failure("WAMP call {procedure} failed", procedure=msg.procedure)
+            raise WampError(INTERNAL_ERROR, f"{msg.procedure} failed on the server") from None
+        self.hub.metrics.calls.inc(1, msg.procedure)
+        self._send(message.Result(msg.request, args=[value]))
+
+    def _publish(self, msg: message.Publish) -> None:
+        if msg.acknowledge:
+            raise WampError(NOT_AUTHORIZED, "clients may not publish here")
+        self.hub.metrics.errors.inc(1, NOT_AUTHORIZED)
+
+    def _register(self, msg: message.Register) -> None:
+        raise WampError(NOT_AUTHORIZED, "clients may not register procedures here")
+
+    def _unregister(self, msg: message.Unregister) -> None:
+        raise WampError(NO_SUCH_REGISTRATION, f"no registration {msg.registration}")
+
+    def _cancel(self, msg: message.Cancel) -> None:
+        """Calls are answered at once: there is never one left to cancel."""
+
+    def _goodbye(self, msg: message.Goodbye) -> None:
+        self._send(message.Goodbye(GOODBYE_AND_OUT))
+        self._end(CLOSE_NORMAL, "goodbye")
+
+    def _client_abort(self, msg: message.Abort) -> None:
+        self._end(CLOSE_NORMAL, "aborted by client")
+
+    # -- Client interface for the feed registry -----------------------------------
+    def deliver(self, sub: Subscription, msg: OutgoingMessage) -> int:
+        """Send one EVENT built by the envelope."""
+        return self.link.send(msg, key=sub, lossless=sub.lossless)
+
+    def subscription_failed(self, sub: Subscription, text: str) -> None:
+        """The registry revoked ``sub``: UNSUBSCRIBED with the subscription and reason."""
+        sub_id = self.envelope.subscription_id(sub)
+        if sub_id is None or self.topics.pop(sub_id, None) is None:
+            return
+        self.envelope.release(sub)
+        self._send(message.Unsubscribed(0, subscription=sub_id, reason=INVALID_URI))
+
+    # -- output and ending --------------------------------------------------------
+    def _send(self, msg: message.Message) -> None:
+        self.link.send(OutgoingMessage(encode(msg)))
+
+    def _error(self, request: Any, uri: str, text: str) -> None:
+        self.hub.metrics.errors.inc(1, uri)
+        self._send(message.Error(request.MESSAGE_TYPE, request.request, uri, args=[text]))
+
+    def abort(self, reason: str, text: str) -> None:
+        """ABORT the session and close the connection."""
+        if self.state == "closed":
+            return
+        self.hub.metrics.errors.inc(1, reason)
+        self._log.info(
+            "WAMP session {session} from {peer} aborted: {reason} {text}",
+            session=self.session_id,
+            peer=self.peer,
+            reason=reason,
+            text=text,
+        )
+        self._send(message.Abort(reason, text))
+        self._end(CLOSE_NORMAL, reason)
+
+    def goodbye(self, reason: str) -> None:
+        """End an open session from the server side (e.g. shutdown)."""
+        if self.state == "open":
+            self._send(message.Goodbye(reason))
+        self._end(CLOSE_NORMAL, reason)
+
+    def _end(self, code: int, reason: str) -> None:
+        self.connection_lost()
+        self._close(code, reason)
+
+    def connection_lost(self) -> None:
+        """Leave every topic; the session is over (idempotent)."""
+        if self.state == "closed":
+            return
+        self.state = "closed"
+        self.hub.sessions.discard(self)
+        for sub in self.topics.values():
+            self._forget(sub)
+        self.topics.clear()
+
+
+_HANDLERS: dict[type, Callable[[WampSession, Any], None]] = {
+    message.Subscribe: WampSession._subscribe,
+    message.Unsubscribe: WampSession._unsubscribe,
+    message.Call: WampSession._call,
+    message.Publish: WampSession._publish,
+    message.Register: WampSession._register,
+    message.Unregister: WampSession._unregister,
+    message.Cancel: WampSession._cancel,
+    message.Goodbye: WampSession._goodbye,
+    message.Abort: WampSession._client_abort,
+}
+
+
+def _topic(uri: str) -> Subscription:
+    try:
+        return parse_topic(uri)
+    except InvalidTopic as exc:
+        raise WampError(INVALID_URI, str(exc)) from None
+
+
+def _decode(payload: bytes) -> list[Any]:
+    try:
+        return _decoder.unserialize(payload)
+    except Exception as exc:
+        raise SessionAbort(PROTOCOL_VIOLATION, f"invalid JSON: {exc}") from None
+
+
+def _parse(raw: Any, session: WampSession) -> message.Message | None:
+    """The WAMP message in ``raw`` (SessionAbort if it is not one a client may send)."""
+    if not isinstance(raw, list) or not raw or type(raw[0]) is not int:
+        raise SessionAbort(
+            PROTOCOL_VIOLATION, "a WAMP message is a list starting with its type code"
+        )
+    cls = _CLIENT_MESSAGES.get(raw[0])
+    if cls is None:
+        known = JsonSerializer.MESSAGE_TYPE_MAP.get(raw[0])
+        what = f"{known.__name__.upper()} is not sent by clients" if known else "unknown"
+        raise SessionAbort(PROTOCOL_VIOLATION, f"message type {raw[0]}: {what}")
+    try:
+        return cls.parse(raw)
+    except ProtocolError as exc:
+        raise SessionAbort(PROTOCOL_VIOLATION, str(exc)) from None
+    except Exception as exc:  # InvalidUriError and friends
+        position = _URI_REQUESTS.get(raw[0])
+        request = raw[1] if len(raw) > 1 else None
+        if (
+            session.state == "open"
+            and position is not None
+            and type(request) is int
+            and 0 < request < _MAX_ID
+        ):
+            session.hub.metrics.errors.inc(1, INVALID_URI)
+            error = message.Error(raw[0], request, INVALID_URI, args=[str(exc)])
+            session.link.send(OutgoingMessage(encode(error)))
+            return None
+        raise SessionAbort(PROTOCOL_VIOLATION, str(exc)) from None

@@ -1,0 +1,84 @@
+"""The WebSocket side of WAMP: a FeedProtocol whose messages go to a WampSession.
+
+The Site's ``SubprotocolSwitch`` routes a handshake that offers
+``wamp.2.json`` to :class:`WampFactory`; everything else about the
+connection is the JSON API's: admission (``max_connections``), the rate
+limit, the idle timeout (here also reset by WebSocket pongs, since WAMP
+clients send nothing while they only listen), frame and message size
+limits, compression and the Outbox send path with its slow-consumer rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+
+from orderbook.config import WebSocketSettings
+from orderbook.feed.registry import Registry
+from orderbook.server.protocol import FeedFactory, FeedProtocol
+from orderbook.server.site import protocol_options
+from orderbook.server.wamp import SUBPROTOCOL, WampHub, WampSession
+
+
+class WampProtocol(FeedProtocol):
+    """One WAMP client connection; its :class:`WampSession` is the registry's Client."""
+
+    factory: WampFactory
+    session: WampSession | None = None
+
+    def onConnect(self, request: ConnectionRequest) -> str:
+        if SUBPROTOCOL not in request.protocols:
+            raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, f"offer subprotocol {SUBPROTOCOL}")
+        super().onConnect(request)
+        return SUBPROTOCOL
+
+    def onOpen(self) -> None:
+        super().onOpen()
+        try:
+            assert self.outbox is not None
+            self.session = self.factory.hub.open(self.outbox, self._close, peer=self.peer)
+        except Exception:
+            self._log.failure("WAMP onOpen failed for {peer}", peer=self.peer)
+            raise
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if not self._within_rate():
+            return
+        self._touch()
+        if self.session is not None:
+            self.session.on_message(payload, isBinary)
+
+    def onPong(self, payload: bytes) -> None:
+        self._touch()
+
+    def _touch(self) -> None:
+        if self._idle is not None and self._idle.active():
+            self._idle.reset(self.factory.ws.idle_timeout_s)
+
+    def _close(self, code: int, reason: str) -> None:
+        self.sendClose(code, reason)
+
+    def forget(self) -> None:
+        if self.session is not None:
+            self.session.connection_lost()
+        super().forget()
+
+
+class WampFactory(FeedFactory):
+    """Builds :class:`WampProtocol` connections sharing one :class:`WampHub`."""
+
+    protocol = WampProtocol
+
+    def __init__(
+        self, hub: WampHub, registry: Registry, ws: WebSocketSettings, clock: Any, **kwargs: Any
+    ) -> None:
+        super().__init__(registry, ws, clock, protocols=[SUBPROTOCOL], **kwargs)
+        self.hub = hub
+
+
+def make_wamp_factory(hub: WampHub, ws: WebSocketSettings, clock: Any) -> WampFactory:
+    """The factory to pass as ``make_site(..., wamp_factory=...)``."""
+    factory = WampFactory(hub, hub.registry, ws, clock)
+    factory.setProtocolOptions(**protocol_options(ws))
+    return factory

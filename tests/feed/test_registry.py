@@ -1,0 +1,108 @@
+"""Registry fan-out: one view, one serialization and one compression per message."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from autobahn.websocket.protocol import WebSocketProtocol
+from twisted.internet.testing import StringTransport
+
+from orderbook.config import WebSocketSettings
+from orderbook.feed import frames, messages
+from orderbook.feed.frames import Outbox
+from orderbook.feed.registry import CHANNEL_ENVELOPE, Registry
+from orderbook.feed.subscriptions import Subscription, SubscriptionError
+from orderbook.metrics import Registry as MetricsRegistry
+from tests.server.harness import small_books
+from tests.server.test_protocol import new_order_block
+
+
+class FakeClient:
+    """A connection as the registry sees it, writing frames to a StringTransport."""
+
+    envelope = CHANNEL_ENVELOPE
+
+    def __init__(self, window_bits):
+        self.transport = StringTransport()
+        self.state = WebSocketProtocol.STATE_OPEN
+        self.send_state = WebSocketProtocol.SEND_STATE_GROUND
+        self.send_queue = []
+        self.trafficStats = SimpleNamespace(outgoingOctetsWireLevel=0)
+        self.outbox = Outbox(self, 1 << 20, lambda queued: None, window_bits)
+        self.failed = []
+
+    def deliver(self, sub, message):
+        return self.outbox.send(message, sub, sub.lossless)
+
+    def subscription_failed(self, sub, text):
+        self.failed.append(text)
+
+
+@pytest.fixture
+def registry():
+    return Registry(small_books(), WebSocketSettings(max_subscriptions=3), MetricsRegistry())
+
+
+def test_fan_out_encodes_and_compresses_once(registry, monkeypatch):
+    """100 compressed + 100 plain clients of one l2Book view cost one encode and one compress."""
+    compress_calls, encode_calls = [], []
+    real_compress, real_encode = frames.compress, messages.encode
+    monkeypatch.setattr(
+        frames, "compress", lambda *a: compress_calls.append(a) or real_compress(*a)
+    )
+    monkeypatch.setattr(messages, "encode", lambda v: encode_calls.append(v) or real_encode(v))
+    clients = [FakeClient(15) for _ in range(100)] + [FakeClient(None) for _ in range(100)]
+    sub = Subscription("l2Book", "BTC")
+    for client in clients:
+        registry.subscribe(client, sub)
+        client.transport.clear()
+    registry.block_applied(registry.books.apply_block(new_order_block(101, 10, "A", "100.5", "1")))
+    assert len(compress_calls) == 1
+    assert len(encode_calls) == 1
+    written = {bytes(c.transport.value()) for c in clients}
+    assert len(written) == 2  # one compressed frame, one plain frame, shared by all
+    assert registry.metrics.messages.get("l2Book") == 200
+
+
+def test_unchanged_view_not_sent(registry):
+    """A block that does not change the top 1 level sends nothing to nLevels=1 subscribers."""
+    client = FakeClient(None)
+    registry.subscribe(client, Subscription("l2Book", "BTC", n_levels=1))
+    registry.send_current(client, Subscription("l2Book", "BTC", n_levels=1))
+    client.transport.clear()
+    registry.block_applied(registry.books.apply_block(new_order_block(101, 10, "A", "105.0", "1")))
+    assert client.transport.value() == b""
+    registry.block_applied(registry.books.apply_block(new_order_block(102, 11, "A", "100.5", "1")))
+    assert b'"100.5"' in client.transport.value()
+
+
+def test_subscribe_errors(registry):
+    """Already subscribed, too many and unknown coin are SubscriptionErrors with the client text."""
+    client = FakeClient(None)
+    registry.subscribe(client, Subscription("bbo", "BTC"))
+    with pytest.raises(SubscriptionError, match="Already subscribed"):
+        registry.subscribe(client, Subscription("bbo", "BTC"))
+    with pytest.raises(SubscriptionError, match="unknown coin 'NOPE'"):
+        registry.subscribe(client, Subscription("bbo", "NOPE"))
+    registry.subscribe(client, Subscription("bbo", "ETH"))
+    registry.subscribe(client, Subscription("allMids"))
+    with pytest.raises(SubscriptionError, match="Too many subscriptions"):
+        registry.subscribe(client, Subscription("trades", "ETH"))
+    registry.remove(client)
+    assert registry.subscription_count() == 0
+
+
+def test_paused_client_keeps_latest_snapshot_only(registry):
+    """While paused, l2Book keeps only the newest message; trades queue; resume sends them."""
+    client = FakeClient(None)
+    registry.subscribe(client, Subscription("l2Book", "BTC"))
+    client.outbox.pauseProducing()
+    for height, px in ((101, "100.7"), (102, "100.6"), (103, "100.5")):
+        registry.block_applied(
+            registry.books.apply_block(new_order_block(height, height, "A", px, "1"))
+        )
+    assert client.outbox.held == 1 and client.outbox.replaced == 2
+    client.outbox.resumeProducing()
+    assert client.transport.value().count(b'"channel":"l2Book"') == 1
+    assert b'"height":103' in client.transport.value()

@@ -1,0 +1,277 @@
+"""The JSON API over real TLS connections on 127.0.0.1 (autobahn clients)."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest_twisted
+
+from orderbook.book.events import Block, BookDiff, DiffBody, NewDiff, OrderStatus
+from tests.server.harness import order
+
+L2_BTC = {"type": "l2Book", "coin": "BTC"}
+
+
+def new_order_block(height: int, oid: int, side: str, px: str, sz: str, coin: str = "BTC") -> Block:
+    """A block that adds one resting order."""
+    raw = msgspec.Raw(msgspec.json.encode(order(oid, side, px, sz, coin)))
+    status = OrderStatus(time="2026-04-30T20:46:43.3", user="0xd", status="open", order=raw)
+    diff = BookDiff(
+        user="0xd", oid=oid, coin=coin, side=side, px=px, raw_book_diff=DiffBody(new=NewDiff(sz=sz))
+    )
+    return Block(height, 1_700_000_000_000 + height, "t", [status], [diff], [])
+
+
+@pytest_twisted.ensureDeferred
+async def test_subscribe_l2_echoes_and_sends_the_view(harness_factory):
+    """A subscribe is echoed as sent, then the current l2Book (with height) follows."""
+    harness = await harness_factory()
+    client = await harness.connect()
+    client.send({"method": "subscribe", "subscription": L2_BTC})
+    echo = await client.channel("subscriptionResponse")
+    assert echo["data"] == {"method": "subscribe", "subscription": L2_BTC}
+    book = await client.channel("l2Book")
+    assert book["data"]["coin"] == "BTC"
+    assert book["data"]["height"] == 100
+    assert book["data"]["levels"][0][0] == {"px": "100.0", "sz": "1.5", "n": 1}
+    assert book["data"]["levels"][1] == [{"px": "101.0", "sz": "1.0", "n": 1}]
+
+
+@pytest_twisted.ensureDeferred
+async def test_official_client_receives_blocks(harness_factory):
+    """A client speaking only the official API gets l2Book, bbo, trades and pong as blocks apply."""
+    harness = await harness_factory()
+    client = await harness.connect()
+    for sub in (L2_BTC, {"type": "bbo", "coin": "BTC"}, {"type": "trades", "coin": "BTC"}):
+        client.send({"method": "subscribe", "subscription": sub})
+    await client.channel("bbo")
+    block = new_order_block(101, 10, "A", "100.5", "0.25")
+    result = harness.books.apply_block(block)
+    result.trades["BTC"] = [
+        {
+            "coin": "BTC",
+            "side": "A",
+            "px": "100.0",
+            "sz": "0.1",
+            "time": 1,
+            "hash": "0x1",
+            "tid": 7,
+            "users": ["0xa", "0xb"],
+        }
+    ]
+    harness.registry.block_applied(result)
+    l2 = await client.expect(lambda m: m["channel"] == "l2Book" and m["data"]["height"] == 101)
+    assert l2["data"]["levels"][1][0] == {"px": "100.5", "sz": "0.25", "n": 1}
+    bbo = await client.expect(lambda m: m["channel"] == "bbo" and m["data"]["height"] == 101)
+    assert bbo["data"]["bbo"][1] == {"px": "100.5", "sz": "0.25", "n": 1}
+    trades = await client.channel("trades")
+    assert trades["data"][0]["tid"] == 7
+    client.send({"method": "ping"})
+    assert await client.channel("pong") == {"channel": "pong"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_all_mids_l4_and_status(harness_factory):
+    """allMids, l4Book (Snapshot then consecutive Updates, empty when untouched) and status."""
+    harness = await harness_factory()
+    client = await harness.connect()
+    client.send({"method": "subscribe", "subscription": {"type": "allMids"}})
+    mids = await client.channel("allMids")
+    assert mids["data"] == {"mids": {"BTC": "100.5", "ETH": "10.5"}}
+    client.send({"method": "subscribe", "subscription": {"type": "l4Book", "coin": "ETH"}})
+    snapshot = (await client.channel("l4Book"))["data"]["Snapshot"]
+    assert snapshot["height"] == 100 and snapshot["levels"][0][0]["oid"] == 4
+    client.send({"method": "subscribe", "subscription": {"type": "status"}})
+    assert (await client.channel("status"))["data"]["state"] == "ready"
+    harness.registry.block_applied(
+        harness.books.apply_block(new_order_block(101, 11, "A", "10.5", "1", "ETH"))
+    )
+    harness.registry.block_applied(
+        harness.books.apply_block(new_order_block(102, 12, "A", "101.5", "1"))
+    )
+    assert (await client.channel("allMids"))["data"]["mids"]["ETH"] == "10.25"
+    client.cursor = 0
+    first = (await client.expect(lambda m: "Updates" in m.get("data", {})))["data"]["Updates"]
+    assert first["height"] == 101
+    assert first["book_diffs"] == [
+        {
+            "user": "0xd",
+            "oid": 11,
+            "coin": "ETH",
+            "side": "A",
+            "px": "10.5",
+            "raw_book_diff": {"new": {"sz": "1"}},
+        }
+    ]
+    assert first["order_statuses"][0]["order"]["oid"] == 11
+    second = (await client.channel("l4Book"))["data"]["Updates"]
+    assert (second["height"], second["order_statuses"], second["book_diffs"]) == (102, [], [])
+    harness.registry.state_changed({"state": "stale", "height": 102})
+    assert (await client.channel("status"))["data"] == {"state": "stale", "height": 102}
+
+
+@pytest_twisted.ensureDeferred
+async def test_unsubscribe_and_post(harness_factory):
+    """Unsubscribe stops a feed; post info l2Book and allMids answer with the view."""
+    harness = await harness_factory()
+    client = await harness.connect(compression=False)
+    client.send({"method": "subscribe", "subscription": L2_BTC})
+    await client.channel("l2Book")
+    client.send({"method": "unsubscribe", "subscription": {**L2_BTC, "nSigFigs": None}})
+    echo = await client.channel("subscriptionResponse")
+    assert echo["data"]["method"] == "unsubscribe"
+    assert harness.registry.subscription_count() == 0
+    client.send(
+        {
+            "method": "post",
+            "id": 7,
+            "request": {
+                "type": "info",
+                "payload": {"type": "l2Book", "coin": "BTC", "nSigFigs": None},
+            },
+        }
+    )
+    post = await client.channel("post")
+    assert post["data"]["id"] == 7
+    assert post["data"]["response"]["payload"]["type"] == "l2Book"
+    assert post["data"]["response"]["payload"]["data"]["levels"][1][0]["px"] == "101.0"
+    client.send(
+        {"method": "post", "id": 8, "request": {"type": "info", "payload": {"type": "allMids"}}}
+    )
+    assert (await client.channel("post"))["data"]["response"]["payload"]["data"] == {
+        "BTC": "100.5",
+        "ETH": "10.5",
+    }
+    client.send(
+        {
+            "method": "post",
+            "id": 9,
+            "request": {"type": "info", "payload": {"type": "l2Book", "coin": "NOPE"}},
+        }
+    )
+    failed = (await client.channel("post"))["data"]
+    assert failed == {
+        "id": 9,
+        "response": {"type": "error", "payload": "Invalid subscription: unknown coin 'NOPE'"},
+    }
+
+
+ERRORS = [
+    (b"{not json", "Invalid JSON"),
+    (b"[1]", "Invalid request: expected a JSON object"),
+    (b'{"method":"fly"}', "Unknown method 'fly'"),
+    (b'{"method":"subscribe"}', "Invalid request: missing 'subscription'"),
+    (
+        b'{"method":"subscribe","subscription":{"type":"orderUpdates","user":"0x1"}}',
+        "Invalid subscription: unknown type 'orderUpdates'",
+    ),
+    (
+        b'{"method":"subscribe","subscription":{"type":"l2Book","coin":"BTC","nSigFigs":7}}',
+        "Invalid subscription: nSigFigs must be 2-5 or null",
+    ),
+    (
+        b'{"method":"subscribe","subscription":{"type":"l2Book","coin":"BTC","nSigFigs":4,"mantissa":2}}',
+        "Invalid subscription: mantissa is only allowed with nSigFigs 5",
+    ),
+    (
+        b'{"method":"subscribe","subscription":{"type":"l2Book","coin":"BTC","nLevels":0}}',
+        "Invalid subscription: nLevels must be 1-100",
+    ),
+    (
+        b'{"method":"subscribe","subscription":{"type":"trades"}}',
+        "Invalid subscription: trades needs a 'coin' string",
+    ),
+    (
+        b'{"method":"subscribe","subscription":{"type":"bbo","coin":"DOGE"}}',
+        "Invalid subscription: unknown coin 'DOGE'",
+    ),
+    (
+        b'{"method":"unsubscribe","subscription":{"type":"bbo","coin":"BTC"}}',
+        "Already unsubscribed",
+    ),
+    (b'{"method":"post","id":"x"}', "Invalid post: 'id' must be an integer"),
+]
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_error_keeps_the_connection_usable(harness_factory):
+    """Each bad request gets one error message; the connection then still answers pings."""
+    harness = await harness_factory()
+    client = await harness.connect()
+    for payload, text in ERRORS:
+        client.sendMessage(payload)
+        error = await client.channel("error")
+        assert error["data"].startswith(text), (payload, error)
+    client.sendMessage(b"\x00\x01", isBinary=True)
+    assert "Binary messages are not supported" in (await client.channel("error"))["data"]
+    client.send({"method": "subscribe", "subscription": {"type": "trades", "coin": "BTC"}})
+    await client.channel("subscriptionResponse")
+    client.send({"method": "subscribe", "subscription": {"type": "trades", "coin": "BTC"}})
+    assert (await client.channel("error"))["data"].startswith("Already subscribed")
+    client.send({"method": "ping"})
+    await client.channel("pong")
+    assert harness.metrics.metrics["orderbook_ws_client_errors_total"].get("subscription") >= 6
+
+
+@pytest_twisted.ensureDeferred
+async def test_too_many_subscriptions(harness_factory):
+    """Past max_subscriptions a subscribe gets an error, and earlier ones keep working."""
+    harness = await harness_factory(max_subscriptions=2)
+    client = await harness.connect()
+    for sub in ({"type": "bbo", "coin": "BTC"}, {"type": "bbo", "coin": "ETH"}, L2_BTC):
+        client.send({"method": "subscribe", "subscription": sub})
+    error = await client.channel("error")
+    assert error["data"] == "Too many subscriptions: at most 2 per connection"
+    client.send({"method": "unsubscribe", "subscription": {"type": "bbo", "coin": "ETH"}})
+    client.send({"method": "subscribe", "subscription": L2_BTC})
+    await client.channel("l2Book")
+
+
+@pytest_twisted.ensureDeferred
+async def test_unknown_coin_accepted_before_ready_then_rejected(reactor, tmp_path, harness_factory):
+    """Before the book is ready any coin is accepted; books_reset then sends views or errors."""
+    from tests.server.harness import small_books
+
+    books = small_books(height=None)
+    harness = await harness_factory(books=books)
+    client = await harness.connect()
+    client.send({"method": "subscribe", "subscription": {"type": "l4Book", "coin": "BTC"}})
+    client.send({"method": "subscribe", "subscription": {"type": "bbo", "coin": "NEWCOIN"}})
+    await client.channel("subscriptionResponse")
+    await client.channel("subscriptionResponse")
+    assert not any(m["channel"] == "l4Book" for m in client.messages)
+    books.set_height(500, 1_700_000_000_000)
+    harness.registry.books_reset(set(books.coins()))
+    snapshot = await client.channel("l4Book")
+    assert snapshot["data"]["Snapshot"]["height"] == 500
+    client.cursor = 0  # the error may come before or after the snapshot
+    error = await client.expect(lambda m: m["channel"] == "error")
+    assert error["data"] == "Invalid subscription: unknown coin 'NEWCOIN'"
+    assert harness.registry.subscription_count() == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_compression_window_bits_9_and_uncompressed(harness_factory):
+    """Clients with 9-bit windows, 15-bit windows or no compression all decode a large view."""
+    books = __import__("tests.server.harness", fromlist=["small_books"]).small_books(height=None)
+    books.load_orders(
+        "SOL",
+        "B",
+        [
+            (f"0x{i:040x}", order(1000 + i, "B", f"{50 - i * 0.01:.2f}", "1", "SOL"))
+            for i in range(300)
+        ],
+    )
+    books.set_height(100, 1_700_000_000_000)
+    harness = await harness_factory(books=books)
+    clients = [
+        await harness.connect(window_bits=9),
+        await harness.connect(window_bits=0),
+        await harness.connect(compression=False),
+    ]
+    negotiated = sorted((p.outbox.window_bits or 0) for p in harness.registry.connections)
+    assert negotiated == [0, 9, 15]
+    for client in clients:
+        client.send({"method": "subscribe", "subscription": {"type": "l4Book", "coin": "SOL"}})
+    for client in clients:
+        snapshot = await client.channel("l4Book")
+        assert len(snapshot["data"]["Snapshot"]["levels"][0]) == 300

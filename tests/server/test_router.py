@@ -1,0 +1,277 @@
+"""Tests for orderbook.server.router: publishing into a real Crossbar.io router.
+
+Crossbar runs from .tools/crossbar (scripts/install-test-tools); the tests
+skip when it is absent. Our server joins with a ticket as publisher +
+callee; clients join anonymously and may only subscribe and call.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from autobahn.twisted.websocket import WampWebSocketClientFactory
+from autobahn.wamp.serializer import JsonSerializer
+from autobahn.wamp.types import ComponentConfig
+from twisted.internet.endpoints import TCP4ClientEndpoint
+
+from orderbook.book.books import BlockResult, CoinUpdate
+from orderbook.config import WampSettings
+from orderbook.metrics import Registry as MetricsRegistry
+from orderbook.server.router import RouterPublisher
+from tests.e2e.procs import REPO, Proc, free_port
+from tests.server.harness import small_books, until
+from tests.server.test_wamp_protocol import TRADE, Probe, WampHarness
+
+CROSSBAR = REPO / ".tools" / "crossbar" / "bin" / "crossbar"
+TICKET = "s3cret"
+
+
+def crossbar_config(port: int) -> dict[str, Any]:
+    """A version-2 node: realm orderbook, roles publisher (ticket) and anonymous."""
+    read_only = {"call": True, "register": False, "publish": False, "subscribe": True}
+    hidden = {"caller": False, "publisher": False}
+    return {
+        "version": 2,
+        "controller": {},
+        "workers": [
+            {
+                "type": "router",
+                "realms": [
+                    {
+                        "name": "orderbook",
+                        "roles": [
+                            {
+                                "name": "publisher",
+                                "permissions": [
+                                    {
+                                        "uri": "orderbook.",
+                                        "match": "prefix",
+                                        "allow": {
+                                            "call": True,
+                                            "register": True,
+                                            "publish": True,
+                                            "subscribe": True,
+                                        },
+                                        "disclose": hidden,
+                                        "cache": True,
+                                    },
+                                    {
+                                        "uri": "wamp.subscription.",
+                                        "match": "prefix",
+                                        "allow": read_only,
+                                        "disclose": hidden,
+                                        "cache": True,
+                                    },
+                                ],
+                            },
+                            {
+                                "name": "anonymous",
+                                "permissions": [
+                                    {
+                                        "uri": "orderbook.",
+                                        "match": "prefix",
+                                        "allow": read_only,
+                                        "disclose": hidden,
+                                        "cache": True,
+                                    }
+                                ],
+                            },
+                        ],
+                    }
+                ],
+                "transports": [
+                    {
+                        "type": "web",
+                        "endpoint": {"type": "tcp", "port": port, "interface": "127.0.0.1"},
+                        "paths": {
+                            "ws": {
+                                "type": "websocket",
+                                "auth": {
+                                    "anonymous": {"type": "static", "role": "anonymous"},
+                                    "ticket": {
+                                        "type": "static",
+                                        "principals": {
+                                            "orderbook-server": {
+                                                "ticket": TICKET,
+                                                "role": "publisher",
+                                            }
+                                        },
+                                    },
+                                },
+                            }
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+
+
+class Crossbar:
+    """A Crossbar.io node in a temporary directory, started and stopped by the test."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.cbdir = workdir / ".crossbar"
+        self.cbdir.mkdir(parents=True)
+        (self.cbdir / "config.json").write_text(json.dumps(crossbar_config(self.port)))
+        self.proc: Proc | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        args = [str(CROSSBAR), "start", "--cbdir", str(self.cbdir)]
+        self.proc = Proc(args, self.workdir / f"crossbar-{self.starts}.log", cwd=self.workdir)
+
+    def wait_ready(self) -> None:
+        assert self.proc is not None
+        self.proc.wait_for(r"configured and ready", timeout=60)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+            self.proc = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+
+@pytest.fixture
+def crossbar(tmp_path: Path) -> Any:
+    if not CROSSBAR.exists():
+        pytest.skip(f"Crossbar.io not installed at {CROSSBAR} (run scripts/install-test-tools)")
+    node = Crossbar(tmp_path / "cb")
+    node.start()
+    node.wait_ready()
+    yield node
+    node.stop()
+
+
+async def join_router(reactor: Any, port: int) -> Probe:
+    """An anonymous autobahn-python session on the router."""
+    probe = Probe(ComponentConfig("orderbook"))
+    factory = WampWebSocketClientFactory(
+        lambda: probe, url=f"ws://127.0.0.1:{port}/ws", serializers=[JsonSerializer()]
+    )
+    await TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(factory)
+    return await probe.joined
+
+
+async def wait_for_router(reactor: Any, crossbar: Crossbar) -> None:
+    """Wait (without blocking the reactor) for a restarted node to be ready."""
+    await until(
+        reactor,
+        lambda: crossbar.proc is not None and "configured and ready" in crossbar.proc.output(),
+        timeout=60,
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_events_and_calls_flow_through_crossbar(
+    reactor: Any, tmp_path: Path, crossbar: Crossbar
+) -> None:
+    """Events published by the server reach a router client; stopping the router drops
+    publications (counted) while direct clients keep receiving; a restart reconnects."""
+    books = small_books()
+    metrics = MetricsRegistry()
+    settings = WampSettings(
+        router_url=crossbar.url, router_authid="orderbook-server", router_ticket=TICKET
+    )
+    publisher = RouterPublisher(settings, books, metrics, reactor)
+    publisher.state_changed({"state": "ready", "height": 100})
+    direct = WampHarness(reactor, tmp_path)
+    await direct.start()
+    publisher.startService()
+    try:
+        await until(reactor, lambda: publisher.status()["connected"], timeout=20)
+        client = await join_router(reactor, crossbar.port)
+        await until(reactor, lambda: client.is_attached())
+        await client.listen("orderbook.trades.BTC")
+        await until(reactor, lambda: publisher.status()["topics"] == 1, timeout=10)
+        await client.listen("orderbook.bbo.ETH", get_retained=True)
+        assert await client.call("orderbook.coins") == ["BTC", "ETH"]
+        assert (await client.call("orderbook.bbo.get", "BTC"))["bbo"][1]["px"] == "101.0"
+
+        result = BlockResult(height=101, time_ms=3, trades={"BTC": [TRADE]})
+        direct.registry.block_applied(result)
+        publisher.block_applied(result)
+        await until(reactor, lambda: client.events["orderbook.trades.BTC"], timeout=10)
+        assert client.events["orderbook.trades.BTC"] == [(([TRADE],), {})]
+        assert publisher.status()["published"] >= 1
+
+        direct_client = await direct.join()
+        await direct_client.listen("orderbook.trades.BTC")
+        crossbar.stop()
+        await until(reactor, lambda: not publisher.status()["connected"], timeout=20)
+        started = time.monotonic()
+        result = BlockResult(height=102, time_ms=4, trades={"BTC": [TRADE]})
+        direct.registry.block_applied(result)
+        publisher.block_applied(result)
+        assert time.monotonic() - started < 1.0  # never waits for the router
+        assert publisher.status()["dropped"] >= 1
+        await until(reactor, lambda: direct_client.events["orderbook.trades.BTC"])
+        assert metrics.metrics["orderbook_router_dropped_total"].get() >= 1
+
+        crossbar.start()
+        await wait_for_router(reactor, crossbar)
+        await until(reactor, lambda: publisher.status()["connected"], timeout=40)
+        assert publisher.status()["reconnects"] == 1
+        again = await join_router(reactor, crossbar.port)
+        await again.listen("orderbook.trades.BTC")
+        await until(reactor, lambda: publisher.status()["topics"] == 1, timeout=10)
+        publisher.block_applied(BlockResult(height=103, time_ms=5, trades={"BTC": [TRADE]}))
+        await until(reactor, lambda: again.events["orderbook.trades.BTC"], timeout=10)
+        again.leave()
+        await again.left
+    finally:
+        await publisher.stopService()
+        await direct.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_autobahn_js_on_crossbar_gets_the_events(reactor: Any, crossbar: Crossbar) -> None:
+    """An Autobahn|JS client connected to Crossbar receives our events and calls our procedures."""
+    from tests.server.test_wamp_js import need_node, run_node
+
+    need_node()
+    publisher = RouterPublisher(
+        WampSettings(
+            router_url=crossbar.url, router_authid="orderbook-server", router_ticket=TICKET
+        ),
+        small_books(),
+        MetricsRegistry(),
+        reactor,
+    )
+    publisher.startService()
+    try:
+        await until(reactor, lambda: publisher.status()["connected"], timeout=20)
+        node = run_node(reactor, [crossbar.url, "orderbook", "BTC", "ETH", "2", "router"])
+        await until(
+            reactor,
+            lambda: any("subscribed" in line for line in node.lines) or node.ended.called,
+            30,
+        )
+        assert not node.ended.called, node.stderr.decode()
+        await until(reactor, lambda: publisher.status()["topics"] == 4, timeout=10)
+        publisher.block_applied(
+            BlockResult(
+                height=101, time_ms=9, trades={"BTC": [TRADE]}, updates={"ETH": CoinUpdate()}
+            )
+        )
+        code = await node.ended
+        assert code == 0, (node.stderr.decode(), node.lines)
+        events = {line["topic"]: line for line in node.lines if "topic" in line}
+        assert events["orderbook.trades.BTC"]["args"] == [[TRADE]]
+        assert events["orderbook.l4book.ETH"]["args"][0]["height"] == 101
+        calls = node.lines[-1]["calls"]
+        assert calls["coins"] == ["BTC", "ETH"]
+        assert calls["bad"] == "wamp.error.invalid_argument"
+    finally:
+        await publisher.stopService()

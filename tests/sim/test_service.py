@@ -1,0 +1,191 @@
+"""SimulatorService: the block loop, faults through fault() and /control, clean start/stop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet.testing import MemoryReactorClock
+
+from orderbook.sim.service import SimulatorService
+from orderbook.sim.writer import STREAMS
+from tests.sim.httpclient import post, wait_for
+from tests.sim.nodefiles import read_lines, stream_files
+
+T0 = 1_777_582_003_304_461_819
+
+
+def _service(tmp_path: Path, **kw: Any) -> tuple[SimulatorService, MemoryReactorClock]:
+    reactor = MemoryReactorClock()
+    kw.setdefault("blocks_per_second", 10)
+    service = SimulatorService(
+        tmp_path,
+        seed=4,
+        scale=0.01,
+        reactor=reactor,
+        clock=lambda: T0 + int(reactor.seconds() * 1e9),
+        **kw,
+    )
+    service.startService()
+    return service, reactor
+
+
+def _heights(tmp_path: Path, stream: str = "diffs") -> list[int]:
+    return [line["block_number"] for line in read_lines(tmp_path, stream, "by_block")]
+
+
+def test_blocks_come_at_the_configured_rate(tmp_path: Path) -> None:
+    """10 blocks/s: one block at start, then one per 0.1 s of reactor time."""
+    service, reactor = _service(tmp_path)
+    start = service.height
+    reactor.advance(0)
+    assert service.height == start + 1
+    for _ in range(10):
+        reactor.advance(0.1)
+    assert service.height == start + 11
+    assert _heights(tmp_path) == list(range(start + 1, start + 12))
+    service.stopService()
+
+
+def test_blocks_limit_fires_done_and_max_speed_needs_no_time(tmp_path: Path) -> None:
+    """max_speed makes blocks back to back; `blocks` stops the loop and fires done with the height."""
+    service, reactor = _service(tmp_path, max_speed=True, blocks=5)
+    done: list[int] = []
+    service.done.addCallback(done.append)
+    for _ in range(10):
+        reactor.advance(0)
+    assert done == [service.height] and service.blocks_produced == 5
+    assert not reactor.getDelayedCalls()
+
+
+def test_stall_pauses_blocks_and_clear_ends_it(tmp_path: Path) -> None:
+    """stall: no blocks for `seconds`, then the loop resumes; clear ends a stall early."""
+    service, reactor = _service(tmp_path)
+    reactor.advance(0)
+    result = service.fault({"fault": "stall", "seconds": 1})
+    stalled_at = service.height
+    assert result["height"] == stalled_at
+    for _ in range(9):
+        reactor.advance(0.1)
+    assert service.height == stalled_at
+    reactor.advance(0.15)
+    assert service.height == stalled_at + 1
+    service.fault({"fault": "stall", "seconds": 100})
+    reactor.advance(5)
+    assert service.height == stalled_at + 1
+    service.fault({"fault": "clear"})
+    reactor.advance(0)
+    assert service.height == stalled_at + 2
+    service.stopService()
+
+
+def test_gap_garbage_truncated_through_fault(tmp_path: Path) -> None:
+    """fault(gap) skips the next block in every stream; garbage/truncated break one line."""
+    service, reactor = _service(tmp_path, split_probability=0)
+    reactor.advance(0)
+    assert service.fault({"fault": "gap"})["skipped"] == service.height + 1
+    service.fault({"fault": "garbage", "stream": "fills"})
+    service.fault({"fault": "truncated"})
+    for _ in range(3):
+        reactor.advance(0.1)
+    service.stopService()
+    h = service.height
+    assert [line["block_number"] for line in read_lines(tmp_path, "statuses", "by_block")] == [
+        h - 3,
+        h - 1,
+        h,
+    ]
+    fills = stream_files(tmp_path, "fills", "by_block")[0].read_bytes().splitlines()
+    diffs = stream_files(tmp_path, "diffs", "by_block")[0].read_bytes().splitlines()
+    assert len(fills) == 4 and len(diffs) == 3
+    with pytest.raises(ValueError):
+        json.loads(fills[1])
+    with pytest.raises(ValueError):
+        json.loads(diffs[1])
+
+
+def test_restart_and_delete_old(tmp_path: Path) -> None:
+    """restart pauses `seconds` and reopens files, heights continue; delete_old reports deletions."""
+    service, reactor = _service(tmp_path)
+    reactor.advance(0)
+    before = service.height
+    service.fault({"fault": "restart", "seconds": 0.5})
+    assert service.writer.current_paths() == {}
+    reactor.advance(0.3)
+    assert service.height == before
+    reactor.advance(0.3)
+    assert service.height > before
+    assert set(service.writer.current_paths()) == set(STREAMS)
+    deleted = service.fault({"fault": "delete_old"})["deleted"]
+    assert deleted == []
+    service.stopService()
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"fault": "explode"}, "unknown fault 'explode'"),
+        ({"fault": "stall", "seconds": -1}, "seconds must be a number"),
+        ({"fault": "garbage", "stream": "trades"}, "stream must be"),
+        ({"fault": "snapshot_error", "status": 200}, "status must be"),
+    ],
+)
+def test_bad_fault_specs_are_refused(tmp_path: Path, spec: dict[str, Any], message: str) -> None:
+    """Bad fault switches raise ValueError naming the problem (400 over /control)."""
+    service, _ = _service(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        service.fault(spec)
+    service.stopService()
+
+
+def test_snapshot_faults_are_armed(tmp_path: Path) -> None:
+    """snapshot_error / snapshot_timeout arm the info server's counters; clear disarms them."""
+    service, _ = _service(tmp_path)
+    service.fault({"fault": "snapshot_error", "status": 502, "count": 2})
+    service.fault({"fault": "snapshot_timeout"})
+    faults = service.snapshot_faults
+    assert (faults.error_status, faults.errors, faults.timeouts) == (502, 2, 1)
+    service.fault({"fault": "clear"})
+    assert (faults.errors, faults.timeouts) == (0, 0)
+    service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_real_service_serves_snapshots_at_block_boundaries(
+    reactor: Any, tmp_path: Path
+) -> None:
+    """On the real reactor: files grow, /control works, the snapshot height's lines are all written."""
+    service = SimulatorService(
+        tmp_path / "data", info_port=0, seed=9, blocks_per_second=200, scale=0.01
+    )
+    service.startService()
+    try:
+        assert service.info_port != 0
+        start = service.height
+        await wait_for(reactor, lambda: service.height >= start + 5, what="5 blocks")
+        base = service.info_url.rsplit("/", 1)[0]
+        code, body = await post(reactor, f"{base}/control", {"fault": "gap"})
+        assert code == 200 and json.loads(body)["ok"] is True
+        await wait_for(reactor, lambda: service.writer.blocks_skipped, what="the gap")
+        out = tmp_path / "snap.json"
+        request = {
+            "type": "fileSnapshot",
+            "request": {"type": "l4Snapshots", "includeUsers": True, "includeTriggerOrders": False},
+            "outPath": str(out),
+            "includeHeightInOutput": True,
+        }
+        assert await post(reactor, service.info_url, request) == (200, b"null")
+        height = json.loads(out.read_bytes())[0]
+        for stream in STREAMS:
+            assert height in _heights(tmp_path / "data", stream)
+        skipped = service.writer.blocks_skipped[0]
+        assert skipped not in _heights(tmp_path / "data")
+        assert skipped - 1 in _heights(tmp_path / "data")
+    finally:
+        await service.stopService()
+    height = service.height
+    await wait_for(reactor, lambda: True)
+    assert service.height == height
