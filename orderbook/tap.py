@@ -58,7 +58,7 @@ def _fail(line: str) -> None:
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:
-    """Wire simulator (optional), ingestion, book, feed and listening sites."""
+    """Wire simulator (optional), ingestion, book, feeds, WAMP and listening sites."""
     if reactor is None:
         from twisted.internet import reactor
     from orderbook.book.books import Books
@@ -74,10 +74,24 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if settings.simulator.enabled:
         _simulator_service(settings).setServiceParent(top)
     feed = FeedRegistry(books, settings.websocket, metrics, reactor=reactor)
-    ingest = IngestService(settings.node, books, feed, metrics, reactor=reactor)
+    listeners = BookListeners([feed])
+    ingest = IngestService(settings.node, books, listeners, metrics, reactor=reactor)
+    status = ingest.status
+    router = _router_service(settings, books, metrics, reactor)
+    if router is not None:
+        listeners.add(router)
+        router.setServiceParent(top)
+        status = _with_router(ingest.status, router.status)
     ingest.setServiceParent(top)
     site = make_site(
-        settings.server, settings.websocket, books, feed, metrics, ingest.status, reactor=reactor
+        settings.server,
+        settings.websocket,
+        books,
+        feed,
+        metrics,
+        status,
+        reactor=reactor,
+        wamp_factory=_wamp_factory(settings, feed, books, metrics, status, reactor, top),
     )
     for spec in settings.server.listen:
         if tls.is_plaintext(spec):
@@ -85,6 +99,73 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         endpoint = serverFromString(reactor, tls.endpoint_string(spec, settings.tls))
         ListeningService(spec, endpoint, site).setServiceParent(top)
     return top
+
+
+class BookListeners:
+    """Hand each ingest event to every listener in turn; one failing never starves the rest."""
+
+    _log = Logger()
+
+    def __init__(self, listeners: list[Any]) -> None:
+        self.listeners = list(listeners)
+
+    def add(self, listener: Any) -> None:
+        self.listeners.append(listener)
+
+    def block_applied(self, result: Any) -> None:
+        self._each("block_applied", result)
+
+    def books_reset(self, coins: set[str]) -> None:
+        self._each("books_reset", coins)
+
+    def state_changed(self, status: dict[str, Any]) -> None:
+        self._each("state_changed", status)
+
+    def _each(self, method: str, argument: Any) -> None:
+        for listener in self.listeners:
+            try:
+                getattr(listener, method)(argument)
+            except Exception:
+                self._log.failure("{listener}.{method} failed", listener=listener, method=method)
+
+
+def _with_router(ingest_status: Any, router_status: Any) -> Any:
+    def status() -> dict[str, Any]:
+        return {**ingest_status(), "router": router_status()}
+
+    return status
+
+
+def _wamp_factory(
+    settings: Settings, feed: Any, books: Any, metrics: Any, status: Any, reactor: Any, top: Any
+) -> Any:
+    if not settings.wamp.enabled:
+        return None
+    from orderbook.server.wamp import WampHub
+    from orderbook.server.wamp_protocol import make_wamp_factory
+
+    hub = WampHub(settings.wamp.realm, feed, books, metrics, status=status)
+    WampShutdown(hub).setServiceParent(top)
+    return make_wamp_factory(hub, settings.websocket, reactor)
+
+
+class WampShutdown(Service):
+    """Say GOODBYE to every WAMP session when the server stops."""
+
+    def __init__(self, hub: Any) -> None:
+        self.hub = hub
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.hub.shutdown()
+
+
+def _router_service(settings: Settings, books: Any, metrics: Any, reactor: Any) -> Any:
+    if not settings.wamp.router_url:
+        return None
+    from orderbook.server.router import RouterPublisher
+
+    return RouterPublisher(settings.wamp, books, metrics, reactor)
 
 
 class ListeningService(StreamServerEndpointService):

@@ -54,8 +54,14 @@ def _with_height(view: dict[str, Any], height: int | None) -> dict[str, Any]:
     return {**view, "height": height}
 
 
-def l4_updates_data(height: int, time_ms: int, update: CoinUpdate | None) -> dict[str, Any]:
-    """The l4Book ``{"Updates": …}`` object of one block (empty lists if untouched)."""
+def l4_updates_data(
+    coin: str, height: int, time_ms: int, update: CoinUpdate | None
+) -> dict[str, Any]:
+    """The l4Book ``{"Updates": …}`` object of one block (empty lists if untouched).
+
+    ``coin`` is our extension: without it a client subscribed to several
+    coins could not tell whose empty Updates message it got.
+    """
     statuses: list[dict[str, Any]] = []
     diffs: list[Any] = []
     if update is not None:
@@ -66,6 +72,7 @@ def l4_updates_data(height: int, time_ms: int, update: CoinUpdate | None) -> dic
         diffs = update.diffs
     return {
         "Updates": {
+            "coin": coin,
             "time": time_ms,
             "height": height,
             "order_statuses": statuses,

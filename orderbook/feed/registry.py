@@ -256,7 +256,7 @@ class Registry:
         channel = sub.channel
         if channel == "l4Book":
             update = messages.l4_updates_data(
-                result.height, result.time_ms, result.updates.get(sub.coin)
+                sub.coin, result.height, result.time_ms, result.updates.get(sub.coin)
             )
             self._fan_out(sub, messages.encode(update["Updates"]), "Updates")
         elif channel == "trades":

@@ -1,0 +1,302 @@
+"""End to end: the real ``twistd -n orderbook``, the real simulator, real clients.
+
+- the server listens, answers /health and exits cleanly on SIGTERM;
+- the demo config (simulator in-process, TLS) streams every channel to a
+  client that speaks only the official API;
+- a client's L4 book, rebuilt from Snapshot + Updates, equals the simulator's
+  own book at the same height, and converges again after injected faults (a
+  gap, a garbage line, a failing snapshot) without reconnecting.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.browser import WebSocketClient
+from tests.e2e.l4client import L4Book, comparable, request_snapshot
+from tests.e2e.procs import free_port, spawn_simulator, spawn_twistd, wait_until
+
+pytestmark = pytest.mark.e2e
+
+SERVER_INI = """\
+[node]
+data_dir = {data_dir}
+mode = {mode}
+info_url = {info_url}
+snapshot_path = {tmp}/snapshot.json
+snapshot_timeout_s = 10
+stall_timeout_s = 3
+validate_interval_s = 0
+
+[server]
+listen = tcp:{port}:interface=127.0.0.1
+path = /ws
+"""
+
+DEMO_INI = """\
+[simulator]
+enabled = yes
+seed = 3
+blocks_per_second = 14.5
+scale = 0.05
+info_port = {info_port}
+
+[node]
+data_dir = {tmp}/demo/hl/data
+info_url = http://127.0.0.1:{info_port}/info
+snapshot_path = {tmp}/demo/snapshot.json
+
+[tls]
+certificate = {tmp}/tls/cert.pem
+private_key = {tmp}/tls/key.pem
+self_signed = yes
+
+[server]
+listen = ssl:{port}:interface=127.0.0.1
+"""
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(url, timeout=5, context=context) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def post_json(url: str, value: dict[str, Any]) -> dict[str, Any]:
+    body = json.dumps(value).encode()
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+class Client:
+    """A WebSocket client that sorts what it receives by channel."""
+
+    def __init__(self, url: str) -> None:
+        self.ws = WebSocketClient.connect(url)
+        self.messages: list[dict[str, Any]] = []
+
+    def send(self, value: dict[str, Any]) -> None:
+        self.ws.send_json(value)
+
+    def subscribe(self, subscription: dict[str, Any]) -> None:
+        self.send({"method": "subscribe", "subscription": subscription})
+
+    def next(self, timeout: float = 10.0) -> dict[str, Any]:
+        message = self.ws.receive_json(timeout)
+        if message is None:
+            raise AssertionError(f"no message within {timeout}s")
+        return message
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def test_twistd_listens_and_stops_on_sigterm(tmp_path):
+    """twistd listens on the tcp endpoint, /health says not ready, SIGTERM shuts it down.
+
+    twistd re-raises the signal after a clean shutdown, so the exit status is
+    "terminated by SIGTERM" (-15), as service managers expect.
+    """
+    port = free_port()
+    data_dir = tmp_path / "hl" / "data"
+    data_dir.mkdir(parents=True)
+    config = tmp_path / "server.ini"
+    config.write_text(
+        SERVER_INI.format(
+            data_dir=data_dir,
+            mode="by_block",
+            info_url=f"http://127.0.0.1:{free_port()}/info",
+            tmp=tmp_path,
+            port=port,
+        )
+    )
+    server = spawn_twistd(config, tmp_path)
+    try:
+        server.wait_for(rf"listening on 127\.0\.0\.1:{port} \(plaintext\)")
+        code, body = http_get(f"http://127.0.0.1:{port}/health")
+        assert code == 503
+        assert json.loads(body)["state"] in ("initializing", "bootstrapping", "resyncing")
+    finally:
+        exit_code = server.stop()
+    assert exit_code in (0, -15), server.output()[-3000:]
+    assert "Server Shut Down." in server.output()
+    assert "Traceback" not in server.output()
+
+
+def test_demo_streams_every_channel_to_an_official_api_client(tmp_path):
+    """etc/demo.ini's shape: simulator + server over TLS; l2Book, trades, bbo, l4Book flow."""
+    port, info_port = free_port(), free_port()
+    config = tmp_path / "demo.ini"
+    config.write_text(DEMO_INI.format(tmp=tmp_path, port=port, info_port=info_port))
+    server = spawn_twistd(config, tmp_path)
+    try:
+        server.wait_for(rf"listening on 127\.0\.0\.1:{port} \(tls\)", timeout=60)
+        wait_until(lambda: http_get(f"https://127.0.0.1:{port}/health")[0] == 200, 60, "ready")
+        client = Client(f"wss://127.0.0.1:{port}/ws")
+        subscriptions = [
+            {"type": "l2Book", "coin": "BTC"},
+            {"type": "trades", "coin": "BTC"},
+            {"type": "bbo", "coin": "BTC"},
+            {"type": "l4Book", "coin": "BTC"},
+        ]
+        for subscription in subscriptions:
+            client.subscribe(subscription)
+        client.send({"method": "ping"})
+        seen = collect_channels(client, {"l2Book", "trades", "bbo", "l4Book", "pong"}, 60)
+        assert seen["subscriptionResponse"] == 4
+        client.close()
+    finally:
+        assert server.stop() in (0, -15)
+
+
+def collect_channels(client: Client, wanted: set[str], timeout: float) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    deadline = time.monotonic() + timeout
+    while not wanted <= counts.keys():
+        assert time.monotonic() < deadline, f"only saw {counts}"
+        message = client.next()
+        assert message["channel"] != "error", message
+        counts[message["channel"]] = counts.get(message["channel"], 0) + 1
+        check_shape(message)
+    return counts
+
+
+def check_shape(message: dict[str, Any]) -> None:
+    channel, data = message["channel"], message.get("data")
+    if channel == "l2Book":
+        assert data["coin"] == "BTC" and isinstance(data["time"], int)
+        assert all(set(level) == {"px", "sz", "n"} for side in data["levels"] for level in side)
+    elif channel == "trades":
+        assert all(trade["side"] in ("A", "B") and len(trade["users"]) == 2 for trade in data)
+    elif channel == "bbo":
+        assert len(data["bbo"]) == 2
+
+
+class SimulatedNode:
+    """The simulator as a separate process, like a real node beside the server."""
+
+    def __init__(self, tmp_path: Path, mode: str) -> None:
+        self.data_dir = tmp_path / "hl" / "data"
+        self.proc = spawn_simulator(
+            tmp_path,
+            "--data-dir", str(self.data_dir), "--info-port", "0", "--seed", "11",
+            "--mode", mode, "--scale", "0.05", "--blocks-per-second", "20",
+        )  # fmt: skip
+        match = self.proc.wait_for(r"simulator ready: .* info=(\S+)", timeout=30)
+        self.info_url = match.group(1)
+        self.control_url = self.info_url.rsplit("/", 1)[0] + "/control"
+
+    def fault(self, **spec: Any) -> None:
+        assert post_json(self.control_url, spec)["ok"] is True
+
+
+class L4Watcher:
+    """Keeps the client's L4 books of some coins from Snapshot + Updates.
+
+    Updates are held per coin and applied up to a height limit, so several
+    books can be stopped at exactly the same height for comparison.
+    """
+
+    def __init__(self, client: Client, coins: list[str]) -> None:
+        self.client = client
+        self.coins = coins
+        self.books: dict[str, L4Book] = {}
+        self.pending: dict[str, list[dict[str, Any]]] = {coin: [] for coin in coins}
+        self.snapshots = 0
+        for coin in coins:
+            client.subscribe({"type": "l4Book", "coin": coin})
+
+    def step(self, limit: float = float("inf")) -> None:
+        """Receive one message, then apply what is pending up to ``limit``."""
+        message = self.client.next()
+        if message["channel"] == "l4Book":
+            self._take(message["data"])
+        else:
+            assert message["channel"] in ("subscriptionResponse", "pong"), message
+        self._advance(limit)
+
+    def _take(self, data: dict[str, Any]) -> None:
+        if "Snapshot" in data:
+            coin = data["Snapshot"]["coin"]
+            self.books[coin] = L4Book(data["Snapshot"])
+            self.pending[coin] = []
+            self.snapshots += 1
+        else:
+            self.pending[data["Updates"]["coin"]].append(data["Updates"])
+
+    def _advance(self, limit: float) -> None:
+        for coin, book in self.books.items():
+            queue = self.pending[coin]
+            while queue and queue[0]["height"] <= limit:
+                update = queue.pop(0)
+                if update["height"] > book.height:
+                    book.apply(update)
+
+    def height(self) -> int:
+        if len(self.books) < len(self.coins):
+            return -1
+        return min(book.height for book in self.books.values())
+
+    def converge(self, node: SimulatedNode, tmp_path: Path, timeout: float = 60) -> int:
+        """Step until every book equals the simulator's at one height; return it."""
+        deadline = time.monotonic() + timeout
+        while self.height() < 0:
+            assert time.monotonic() < deadline, "no l4Book snapshots"
+            self.step()
+        height, snapshot = request_snapshot(node.info_url, tmp_path / "sim-snapshot.json")
+        while self.height() < height:
+            assert time.monotonic() < deadline, f"client stuck at {self.height()} < {height}"
+            self.step(limit=height)
+        for coin, book in self.books.items():
+            assert book.height == height, (coin, book.height, height)
+            assert comparable(book.levels()) == comparable(snapshot[coin]), coin
+        return height
+
+
+@pytest.mark.parametrize("mode", ["by_block", "streaming"])
+def test_client_l4_book_equals_simulator_book_through_faults(tmp_path, mode):
+    """Snapshot + Updates rebuild the simulator's book exactly, again after each fault."""
+    node = SimulatedNode(tmp_path, mode)
+    port = free_port()
+    config = tmp_path / "server.ini"
+    config.write_text(
+        SERVER_INI.format(
+            data_dir=node.data_dir, mode=mode, info_url=node.info_url, tmp=tmp_path, port=port
+        )
+    )
+    server = spawn_twistd(config, tmp_path)
+    try:
+        server.wait_for(rf"listening on 127\.0\.0\.1:{port}")
+        client = Client(f"ws://127.0.0.1:{port}/ws")
+        watcher = L4Watcher(client, ["BTC", "@107"])
+        first = watcher.converge(node, tmp_path)
+        for fault in ({"fault": "gap"}, {"fault": "garbage", "stream": "diffs"}):
+            snapshots = watcher.snapshots
+            node.fault(**fault)
+            wait_until(lambda s=snapshots: watcher.step() or watcher.snapshots > s, 60, "resync")
+            later = watcher.converge(node, tmp_path)
+            assert later > first
+        node.fault(fault="snapshot_error", status=500, count=1)
+        node.fault(fault="gap")
+        snapshots = watcher.snapshots
+        wait_until(lambda: watcher.step() or watcher.snapshots > snapshots, 90, "retried resync")
+        watcher.converge(node, tmp_path)
+        client.close()
+        assert "Traceback" not in server.output()
+    finally:
+        server.stop()
+        node.proc.stop()
