@@ -6,10 +6,9 @@ States (``status()["state"]``):
 - ``bootstrapping``: the first snapshot is being requested/loaded (blocks
   that arrive meanwhile are buffered, at most ``max_buffered_blocks``);
 - ``ready``: the live Books follows the node block by block;
-- ``stale``: ready, but one stream stopped while the others go on, or no
-  block at all, for ``stall_timeout_s``; back to ready with the next block;
-- ``resyncing``: a gap, a bad statuses/diffs line, a block dropped because
-  one stream lagged too far behind, or a BookError was seen;
+- ``stale``: ready, but no block for ``stall_timeout_s`` (or, by-block, one
+  stream stopped while the others go on); back to ready with the next block;
+- ``resyncing``: a gap, a bad statuses/diffs line or a BookError was seen;
   the last good state is still served while a fresh snapshot is loaded into a
   staging Books, the buffered blocks are applied on top, and
   ``Books.replace_all`` swaps it in.
@@ -27,7 +26,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from time import perf_counter
 from typing import Any, Protocol
 
 from twisted.application.service import Service
@@ -79,9 +77,8 @@ class IngestService(Service):
 
     retry_base_s = 1.0  # first retry delay after a failed snapshot; doubles
     retry_max_s = 60.0
-    turn_budget_s = 0.02  # work per reactor turn when catching up or comparing
-    compare_slice = 20  # at most this many coins compared per reactor turn
-    max_pending_blocks = 1000  # incomplete blocks held while one stream lags
+    apply_slice = 50  # buffered blocks applied per reactor turn while catching up
+    compare_slice = 20  # coins compared per reactor turn while validating
     max_logged_differences = 10
 
     def __init__(
@@ -103,11 +100,7 @@ class IngestService(Service):
         self.streaming = settings.mode == "streaming"
         self.accept_coin = coin_filter(settings.markets)
         self.assembler = BlockAssembler(
-            settings.mode,
-            on_gap=self._stream_gap,
-            accept_coin=self.accept_coin,
-            max_pending=self.max_pending_blocks,
-            on_drop=self._block_dropped,
+            settings.mode, on_gap=self._stream_gap, accept_coin=self.accept_coin
         )
         directories = DIRECTORIES[settings.mode]
         self.tailer = NodeTailer(
@@ -142,7 +135,6 @@ class IngestService(Service):
     def startService(self) -> None:  # noqa: N802 (Twisted API)
         super().startService()
         self._last_block_wall = self.clock_now()
-        self._stream_wall = dict.fromkeys(STREAM_KINDS, self._last_block_wall)
         self.tailer.start(at_end=True)
         self._watchdog.start(min(1.0, self.settings.stall_timeout_s / 4), now=False)
         self._schedule_validation()
@@ -294,14 +286,6 @@ class IngestService(Service):
         self.m_gaps.inc()
         self._need_resync(f"{kind} stream skipped from block {expected} to {got}", expected)
 
-    def _block_dropped(self, height: int, waiting_for: list[str]) -> None:
-        self.m_gaps.inc()
-        self._need_resync(
-            f"block {height} dropped: stream {', '.join(waiting_for)} more than "
-            f"{self.assembler.max_pending} blocks behind",
-            height,
-        )
-
     # -- blocks ------------------------------------------------------------------
     def _block(self, block: Block) -> None:
         self._last_block_wall = self.clock_now()
@@ -362,13 +346,8 @@ class IngestService(Service):
         self._set_state(RESYNCING, reason)
 
     def _start_sync(self) -> None:
-        """Ask for a snapshot now, unless one stream stopped while the others go on.
-
-        Then the snapshot waits until that stream flows again: blocks cannot
-        complete without it, so a snapshot now would only be dropped again.
-        """
         self._retry_call = None
-        if not self.running or self._stopped_alone():
+        if not self.running:
             return
         self._generation += 1
         self._syncing = True
@@ -426,12 +405,9 @@ class IngestService(Service):
                 raise SnapshotError(f"bad data above the snapshot (block {trouble[0]})")
             if not self._buffer:
                 return
-            deadline = perf_counter() + self.turn_budget_s
-            applied = 0
-            while applied < len(self._buffer) and perf_counter() < deadline:
-                self._apply_staging(staging, self._buffer[applied])
-                applied += 1
-            del self._buffer[:applied]
+            batch, self._buffer = self._buffer[: self.apply_slice], self._buffer[self.apply_slice :]
+            for block in batch:
+                self._apply_staging(staging, block)
             await task.deferLater(self.reactor, 0, lambda: None)
 
     def _apply_staging(self, staging: Books, block: Block) -> None:
@@ -452,13 +428,18 @@ class IngestService(Service):
                 f"oid {first.oid}: {first.message}"
             )
 
-    @staticmethod
-    def _hole(height: int, following: int) -> bool:
+    def _hole(self, height: int, following: int) -> bool:
         """Would applying block ``following`` on state ``height`` skip data?
 
-        Every block has lines in every stream, in both modes.
+        By-block every height has lines; streaming skips heights with no
+        events, but not below the first block we read whole.
         """
-        return following != height + 1
+        if following == height + 1:
+            return False
+        if not self.streaming:
+            return True
+        trusted = self.assembler.trusted_from
+        return trusted is None or height + 1 < trusted
 
     def _go_live(self, staging: Books) -> None:
         if staging.time_ms is None:  # its block was never seen: wall clock is the best guess
@@ -511,30 +492,16 @@ class IngestService(Service):
         elif reason is None and self._state == STALE:
             self._set_state(READY, None)
 
-    def _stopped_streams(self) -> list[str]:
-        """Streams that delivered nothing for ``stall_timeout_s``."""
-        now = self.clock_now()
-        limit = self.settings.stall_timeout_s
-        return sorted(k for k, t in self._stream_wall.items() if now - t > limit)
-
-    def _stopped_alone(self) -> list[str]:
-        """The silent streams, when the others still deliver (else empty)."""
-        stopped = self._stopped_streams()
-        return stopped if len(stopped) < len(STREAM_KINDS) else []
-
     def _stall_reason(self) -> str | None:
-        """Why the feed is stale (a stream that stopped is named), or None."""
         now = self.clock_now()
         limit = self.settings.stall_timeout_s
-        stopped = self._stopped_alone()
-        if stopped:
-            quiet = max(now - self._stream_wall[k] for k in stopped)
-            return (
-                f"stream {', '.join(stopped)} stopped while the others go on "
-                f"(nothing for {quiet:.1f} s)"
-            )
         if self._last_block_wall is not None and now - self._last_block_wall > limit:
             return f"no new block for {now - self._last_block_wall:.1f} s"
+        if self.streaming or len(self._stream_wall) < len(STREAM_KINDS):
+            return None
+        stopped = [k for k, t in self._stream_wall.items() if now - t > limit]
+        if stopped and len(stopped) < len(STREAM_KINDS):
+            return f"stream {', '.join(sorted(stopped))} stopped while the others go on"
         return None
 
     # -- validation --------------------------------------------------------------
@@ -637,7 +604,7 @@ class IngestService(Service):
         needed.reverse()
         expected = staging.height + 1
         for block in needed:
-            if block.height != expected:
+            if block.height != expected and not self.streaming:
                 return False
             staging.apply_block(block)
             expected = block.height + 1
