@@ -21,33 +21,32 @@ import gc
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 
 from orderbook import fixed
 from orderbook.book import l2
 from orderbook.book.book import Book, compare_books
-from orderbook.book.events import (
-    Block,
-    BookDiff,
-    NewDiff,
-    OrderStatus,
-    StatusOrder,
-    UpdateDiff,
-    decode_order,
-)
+from orderbook.book.events import REMOVE, Block, BookDiff, NewDiff, OrderStatus
 from orderbook.book.order import (
-    DEFAULT_META,
+    CANONICAL_CLOID,
+    METAS,
+    STATUSLESS_META,
     Order,
+    StatusMeta,
+    decode_status_meta,
     encode_cloid,
+    intern_meta,
     iso_to_ms,
     meta_of,
     triggered_meta,
 )
+from orderbook.book.side import ASK, BID
 from orderbook.book.trades import TradePairer
 
 _intern = sys.intern
+_canonical_cloid = CANONICAL_CLOID.fullmatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,17 +58,17 @@ class BookError:
     message: str  # e.g. "remove of unknown oid", "new of existing oid"
 
 
-@dataclass(slots=True)
-class CoinUpdate:
+class CoinUpdate(msgspec.Struct):
     """What one block did to one coin's L4 book (the l4Book Updates lists).
 
     ``statuses`` are the block's order statuses that supplied metadata for this
     coin's ``new`` diffs (raw, as the node wrote them, in file order);
-    ``diffs`` are all of the coin's diffs in file order.
+    ``diffs`` are all of the coin's diffs in file order. (A Struct: built in C,
+    once per touched coin per block; empty lists are fresh per instance.)
     """
 
-    statuses: list[OrderStatus] = field(default_factory=list)
-    diffs: list[BookDiff] = field(default_factory=list)
+    statuses: list[OrderStatus] = []
+    diffs: list[BookDiff] = []
 
 
 @dataclass(slots=True)
@@ -98,62 +97,107 @@ def freeze_after_load() -> None:
     gc.freeze()
 
 
-_PRIMARY = frozenset(("open", "triggered"))
+class _Skipped(Exception):
+    """A diff that cannot apply to the book as it is (its message goes in a BookError)."""
 
 
-class _StatusIndex:
+class _Statuses:
     """The block's statuses by oid, decoded only when a ``new`` diff asks.
 
-    "open" and "triggered" statuses are decoded on the first lookup (a
-    "triggered" one wins over "open"); other non-rejected statuses only when
-    an oid is missing there. Rejections (~93%) are never decoded.
+    On the first lookup only "open" and "triggered" statuses are decoded (a
+    "triggered" one wins over "open"), and only into :class:`StatusMeta`;
+    other non-rejected statuses only when an oid is missing there.
+    Rejections (~93% on mainnet) are never decoded. ``used`` collects, per
+    coin, the statuses that supplied metadata: ``(file index, status)``.
     """
 
-    def __init__(self, statuses: list[OrderStatus]) -> None:
+    __slots__ = ("_statuses", "_time_ms", "_primary", "_secondary", "used")
+
+    def __init__(self, statuses: list[OrderStatus], time_ms: int) -> None:
         self._statuses = statuses
-        self._primary: dict[int, tuple[int, OrderStatus, StatusOrder]] | None = None
-        self._secondary: dict[int, tuple[int, OrderStatus, StatusOrder]] | None = None
-
-    def lookup(self, oid: int) -> tuple[int, OrderStatus, StatusOrder] | None:
-        """(file index, status, decoded order) of the status for ``oid``."""
-        if self._primary is None:
-            self._primary = self._index(primary=True)
-        hit = self._primary.get(oid)
-        if hit is None:
-            if self._secondary is None:
-                self._secondary = self._index(primary=False)
-            hit = self._secondary.get(oid)
-        return hit
-
-    def _index(self, primary: bool) -> dict[int, tuple[int, OrderStatus, StatusOrder]]:
-        index: dict[int, tuple[int, OrderStatus, StatusOrder]] = {}
-        for position, status in enumerate(self._statuses):
-            name = status.status
-            if (name in _PRIMARY) is not primary or name.endswith("Rejected"):
-                continue
-            try:
-                order = decode_order(status)
-            except msgspec.DecodeError:  # a bad status only loses its metadata
-                continue
-            known = index.get(order.oid)
-            if known is None or (name == "triggered" and known[1].status != "triggered"):
-                index[order.oid] = (position, status, order)
-        return index
-
-
-class _BlockState:
-    """Bookkeeping while one block is applied."""
-
-    def __init__(self, block: Block) -> None:
-        self.block = block
-        self.result = BlockResult(block.height, block.time_ms)
-        self.statuses = _StatusIndex(block.statuses)
-        self.tops: dict[str, tuple[Any, ...]] = {}  # coin -> top of book before the block
-        self.coins: dict[str, tuple[Book, CoinUpdate]] = {}  # coins with diffs so far
+        self._time_ms = time_ms
+        self._primary: dict[int, tuple[int, OrderStatus, StatusMeta]] | None = None
+        self._secondary: dict[int, tuple[int, OrderStatus, StatusMeta]] | None = None
         self.used: dict[str, list[tuple[int, OrderStatus]]] = {}
 
-    def error(self, coin: str, oid: int, message: str) -> None:
-        self.result.errors.append(BookError(coin, oid, message))
+    def order(self, oid: int, coin: str, user: str, sz: int) -> Order:
+        """A new resting order ``oid`` of ``coin``, with its status's metadata.
+
+        Without a status (HIP-2, the assistance fund) the order gets the block
+        time and the metadata of a passive Alo limit order.
+        """
+        primary = self._primary
+        if primary is None:
+            primary = self._primary = self._index_primary()
+        hit = primary.get(oid)
+        if hit is None:
+            if self._secondary is None:
+                self._secondary = self._index_secondary()
+            hit = self._secondary.get(oid)
+            if hit is None:
+                return Order(oid, user, sz, self._time_ms, None, STATUSLESS_META)
+        position, status, source = hit
+        used = self.used.get(coin)
+        if used is None:
+            self.used[coin] = [(position, status)]
+        else:
+            used.append((position, status))
+        cloid = source.cloid
+        if cloid is not None and _canonical_cloid(cloid):
+            cloid = int(cloid, 16)
+        if status.status == "triggered":
+            try:
+                timestamp = iso_to_ms(status.time)
+            except ValueError:
+                timestamp = self._time_ms
+            return Order(oid, user, sz, timestamp, cloid, triggered_meta(source))
+        meta = (
+            source.triggerCondition,
+            source.isTrigger,
+            source.triggerPx,
+            source.isPositionTpsl,
+            source.reduceOnly,
+            source.orderType,
+            source.tif,
+        )
+        shared = METAS.get(meta)  # meta_of(source), inlined
+        return Order(oid, user, sz, source.timestamp, cloid, shared or intern_meta(meta))
+
+    def _index_primary(self) -> dict[int, tuple[int, OrderStatus, StatusMeta]]:
+        index: dict[int, tuple[int, OrderStatus, StatusMeta]] = {}
+        for position, status in enumerate(self._statuses):
+            name = status.status
+            if name == "open" or name == "triggered":
+                self._add(index, position, status, name == "triggered")
+        return index
+
+    def _index_secondary(self) -> dict[int, tuple[int, OrderStatus, StatusMeta]]:
+        index: dict[int, tuple[int, OrderStatus, StatusMeta]] = {}
+        for position, status in enumerate(self._statuses):
+            name = status.status
+            if name != "open" and name != "triggered" and not name.endswith("Rejected"):
+                self._add(index, position, status, False)
+        return index
+
+    @staticmethod
+    def _add(
+        index: dict[int, tuple[int, OrderStatus, StatusMeta]],
+        position: int,
+        status: OrderStatus,
+        triggered: bool,
+    ) -> None:
+        """Index one status: the first of its oid, or the first "triggered" one."""
+        try:
+            source = decode_status_meta(status.order)
+        except msgspec.DecodeError:  # a bad status only loses its metadata
+            return
+        oid = source.oid
+        known = index.get(oid)
+        if known is None or (triggered and known[1].status != "triggered"):
+            index[oid] = (position, status, source)
+
+
+_EMPTY_TOP: tuple[Any, ...] = (None, None)
 
 
 def _top(book: Book) -> tuple[Any, ...]:
@@ -198,6 +242,7 @@ class Books:
         self._accepted: dict[str, bool] = {}
         self._books: dict[str, Book] = {}
         self._orders: dict[int, Order] = {}  # every resting order, across coins
+        self._tops: dict[str, tuple[Any, ...]] = {}  # coin -> _top() as last reported
         self._pairer = TradePairer()
         self._views: dict[str, dict[tuple[Any, ...], tuple[Any, Any, dict[str, Any]]]] = {}
         self._mids: dict[str, str] = {}
@@ -216,130 +261,177 @@ class Books:
 
     def apply_block(self, block: Block) -> BlockResult:
         """Apply one block (diffs in file order are the authority)."""
-        state = _BlockState(block)
-        for diff in block.diffs:
-            if self.accepts(diff.coin):
-                self._apply_diff(diff, state)
-        result = state.result
-        for coin, used in state.used.items():
-            used.sort(key=lambda entry: entry[0])
-            result.updates[coin].statuses = [status for _, status in used]
+        result = BlockResult(block.height, block.time_ms)
+        statuses = _Statuses(block.statuses, block.time_ms)
+        touched = self._apply_diffs(block.diffs, statuses, result)
+        updates = result.updates
+        for coin, used in statuses.used.items():
+            used.sort()
+            updates[coin].statuses = [status for _, status in used]
         if block.fills_ok:
             result.trades = self._pairer.feed(block.height, block.fills, self.accepts)
         self.height, self.time_ms = block.height, block.time_ms
-        for coin in result.changed:
-            self._views.pop(coin, None)
-        for coin, top in state.tops.items():
-            if _top(self._books[coin]) != top:
+        views = self._views
+        if views:
+            for coin in result.changed:
+                views.pop(coin, None)
+        tops = self._tops
+        for coin in touched:
+            top = _top(self._books[coin])
+            if top != tops.get(coin, _EMPTY_TOP):
+                tops[coin] = top
                 result.bbo_changed.add(coin)
                 result.mids_changed |= self._refresh_mid(coin)
         return result
 
-    def _touch(self, coin: str, state: _BlockState) -> tuple[Book, CoinUpdate]:
-        """First diff of ``coin`` in this block: note its top of book."""
+    def _apply_diffs(
+        self, diffs: list[BookDiff], statuses: _Statuses, result: BlockResult
+    ) -> set[str]:
+        """Apply ``diffs`` in order; return the coins whose best level a diff touched.
+
+        The hot loop (~500 diffs a block): the diff kind is told apart once
+        (``remove`` is the only string body); remove and update are inlined,
+        new has its own method; failures raise and become BookErrors here. A
+        diff touched the best level when ``side.keys[0] == level.key``.
+        """
+        changed, errors, updates = result.changed, result.errors, result.updates
+        orders = self._orders
+        touched: set[str] = set()
+        entered: dict[str, tuple[Book, list[BookDiff]] | tuple[()]] = {}
+        for diff in diffs:
+            coin = diff.coin
+            entry = entered.get(coin)
+            if entry is None:
+                entry = entered[coin] = self._enter(coin, updates)
+            if not entry:  # the markets filter drops this coin
+                continue
+            book, coin_diffs = entry
+            coin_diffs.append(diff)
+            body = diff.raw_book_diff
+            try:
+                if body.__class__ is str:  # "remove"
+                    order = orders.pop(diff.oid, None)
+                    if order is None or body != REMOVE:
+                        self._not_removed(diff, order)
+                    level = order.level
+                    side = level.side
+                    if side.coin != coin:
+                        self._not_removed(diff, order)
+                    queue = level.orders
+                    del queue[order.oid]
+                    level.size -= order.sz
+                    if side.keys[0] == level.key:
+                        touched.add(coin)
+                    if not queue:
+                        side.drop_level(level)
+                elif body.new is not None:
+                    if self._new(book, diff, body.new, statuses, result, touched):
+                        touched.add(coin)
+                else:
+                    update = body.update
+                    if update is None:
+                        raise ValueError("raw_book_diff has neither new nor update")
+                    sz = _parsed.get(update.newSz)
+                    if sz is None:
+                        sz = _parse(update.newSz)
+                    order = orders.get(diff.oid)
+                    if order is None:
+                        raise _Skipped("update of unknown oid")
+                    level = order.level
+                    side = level.side
+                    if side.coin != coin:
+                        raise _Skipped(f"update of oid resting in {side.coin!r}")
+                    level.size += sz - order.sz
+                    order.sz = sz
+                    if side.keys[0] == level.key:
+                        touched.add(coin)
+            except _Skipped as exc:
+                errors.append(BookError(coin, diff.oid, exc.args[0]))
+                continue
+            except ValueError as exc:  # FixedError too: a bad px/sz/side
+                errors.append(BookError(coin, diff.oid, f"bad diff: {exc}"))
+                continue
+            changed.add(coin)
+        return touched
+
+    def _not_removed(self, diff: BookDiff, order: Order | None) -> NoReturn:
+        """Why a "remove" diff cannot apply (the order, if popped, is put back)."""
+        if order is not None:
+            self._orders[order.oid] = order
+        if diff.raw_book_diff != REMOVE:
+            raise ValueError(f"unknown raw_book_diff {diff.raw_book_diff!r}")
+        if order is None:
+            raise _Skipped("remove of unknown oid")
+        coin = order.level.side.coin  # type: ignore[union-attr]
+        raise _Skipped(f"remove of oid resting in {coin!r}")
+
+    def _enter(
+        self, coin: str, updates: dict[str, CoinUpdate]
+    ) -> tuple[Book, list[BookDiff]] | tuple[()]:
+        """First diff of ``coin`` in this block: its book and diffs list (() if filtered)."""
+        accepted = self._accepted.get(coin)
+        if accepted is None:
+            accepted = self.accepts(coin)
+        if not accepted:
+            return ()
         book = self._books.get(coin)
         if book is None:
             book = self._books[coin] = Book(_intern(coin))
-        if coin not in state.tops:  # a replaced oid may have noted it already
-            state.tops[coin] = _top(book)
-        update = state.result.updates[coin] = CoinUpdate()
-        entry = state.coins[coin] = (book, update)
-        return entry
+        update = updates[coin] = CoinUpdate([], [])
+        return book, update.diffs
 
-    def _apply_diff(self, diff: BookDiff, state: _BlockState) -> None:
-        coin = diff.coin
-        entry = state.coins.get(coin)
-        book, update = entry if entry is not None else self._touch(coin, state)
-        update.diffs.append(diff)
-        body = diff.raw_book_diff
-        try:
-            if isinstance(body, str):
-                if body != "remove":
-                    raise ValueError(f"unknown raw_book_diff {body!r}")
-                applied = self._remove(diff, state)
-            elif body.new is not None:
-                applied = self._new(book, diff, body.new, state)
-            elif body.update is not None:
-                applied = self._update(diff, body.update, state)
-            else:
-                raise ValueError("raw_book_diff has neither new nor update")
-        except ValueError as exc:  # FixedError too: a bad px/sz/side
-            state.error(coin, diff.oid, f"bad diff: {exc}")
-            return
-        if applied:
-            state.result.changed.add(coin)
-
-    def _resting(self, diff: BookDiff, state: _BlockState, what: str) -> Order | None:
-        order = self._orders.get(diff.oid)
-        if order is None:
-            state.error(diff.coin, diff.oid, f"{what} of unknown oid")
-            return None
-        assert order.level is not None
-        if order.level.side.coin != diff.coin:
-            state.error(diff.coin, diff.oid, f"{what} of oid resting in {order.level.side.coin!r}")
-            return None
-        return order
-
-    def _remove(self, diff: BookDiff, state: _BlockState) -> bool:
-        order = self._resting(diff, state, "remove")
-        if order is None:
-            return False
-        del self._orders[order.oid]
-        order.level.side.remove(order)  # type: ignore[union-attr]
-        return True
-
-    def _update(self, diff: BookDiff, body: UpdateDiff, state: _BlockState) -> bool:
-        sz = _parse(body.newSz)
-        order = self._resting(diff, state, "update")
-        if order is None:
-            return False
-        order.level.side.resize(order, sz)  # type: ignore[union-attr]
-        return True
-
-    def _new(self, book: Book, diff: BookDiff, body: NewDiff, state: _BlockState) -> bool:
-        side = book.side(diff.side)
-        px, sz = _parse(diff.px), _parse(body.sz)
+    def _new(
+        self,
+        book: Book,
+        diff: BookDiff,
+        body: NewDiff,
+        statuses: _Statuses,
+        result: BlockResult,
+        touched: set[str],
+    ) -> bool:
+        """Rest a new order (metadata from its status); True when in the best level."""
+        name = diff.side
+        if name == BID:
+            side = book.bids
+        elif name == ASK:
+            side = book.asks
+        else:
+            raise ValueError(f"{book.coin}: side must be 'B' or 'A', not {name!r}")
+        px = _parsed.get(diff.px)
+        if px is None:
+            px = _parse(diff.px)
+        sz = _parsed.get(body.sz)
+        if sz is None:
+            sz = _parse(body.sz)
         oid = diff.oid
-        existing = self._orders.get(oid)
+        orders = self._orders
+        existing = orders.get(oid)
         if existing is not None:
-            state.error(diff.coin, oid, "new of existing oid (replaced)")
-            self._drop(existing, state)
-        order = self._order_for(diff, sz, state)
-        level = side.level_for(px)
+            result.errors.append(BookError(diff.coin, oid, "new of existing oid (replaced)"))
+            self._drop(existing, result, touched)
+        order = statuses.order(oid, diff.coin, _intern(diff.user), sz)
+        level = side.levels.get(px)
+        if level is None:
+            level = side.add_level(px)
         before = body.insertBefore
-        if before is None or not level.insert_before(order, before):
+        if before is None:
+            level.orders[oid] = order
+            level.size += sz
+            order.level = level
+        elif not level.insert_before(order, before):
             level.append(order)
-            if before is not None:
-                state.error(diff.coin, oid, f"insertBefore of unknown oid {before} (put at back)")
-        self._orders[oid] = order
-        return True
+            message = f"insertBefore of unknown oid {before} (put at back)"
+            result.errors.append(BookError(diff.coin, oid, message))
+        orders[oid] = order
+        return side.keys[0] == level.key
 
-    def _drop(self, order: Order, state: _BlockState) -> None:
+    def _drop(self, order: Order, result: BlockResult, touched: set[str]) -> None:
         """Take a resting order out of whichever coin holds it."""
         side = order.level.side  # type: ignore[union-attr]
-        if side.coin not in state.tops:
-            state.tops[side.coin] = _top(self._books[side.coin])
         del self._orders[order.oid]
         side.remove(order)
-        state.result.changed.add(side.coin)
-
-    def _order_for(self, diff: BookDiff, sz: int, state: _BlockState) -> Order:
-        """A new resting order, with its metadata from the block's status if any."""
-        hit = state.statuses.lookup(diff.oid)
-        user = _intern(diff.user)
-        if hit is None:  # HIP-2 / assistance fund: no status at all
-            return Order(diff.oid, user, sz, state.block.time_ms, None, DEFAULT_META)
-        position, status, source = hit
-        state.used.setdefault(diff.coin, []).append((position, status))
-        if status.status == "triggered":
-            try:
-                timestamp = iso_to_ms(status.time)
-            except ValueError:
-                timestamp = state.block.time_ms
-            meta = triggered_meta(source)
-        else:
-            timestamp, meta = source.timestamp, meta_of(source)
-        return Order(diff.oid, user, sz, timestamp, encode_cloid(source.cloid), meta)
+        result.changed.add(side.coin)
+        touched.add(side.coin)
 
     def _refresh_mid(self, coin: str) -> bool:
         """Recompute ``coin``'s mid; True when it changed."""
@@ -355,6 +447,12 @@ class Books:
             self._mids[coin] = mid
         self._mids_version += 1
         return True
+
+    def _refresh_top(self, coin: str) -> None:
+        """Note ``coin``'s top and mid after a change outside apply_block."""
+        book = self._books.get(coin)
+        self._tops[coin] = _top(book) if book is not None else _EMPTY_TOP
+        self._refresh_mid(coin)
 
     # -- snapshots -----------------------------------------------------------
     def load_orders(self, coin: str, side: str, entries: Iterable[tuple[str, Any]]) -> None:
@@ -392,7 +490,7 @@ class Books:
             raise ValueError(f"snapshot {coin} side {side} oid {source.oid}: {exc}") from exc
         finally:
             self._views.pop(coin, None)
-            self._refresh_mid(coin)
+            self._refresh_top(coin)
 
     def set_height(self, height: int, time_ms: int | None) -> None:
         """Declare the height (and time) the loaded state is at."""
@@ -408,9 +506,10 @@ class Books:
         self._books, self._orders = other._books, other._orders
         self.height, self.time_ms = other.height, other.time_ms
         self._mids = dict(other._mids)
+        self._tops = dict(other._tops)
         self._mids_version += 1
         self._views.clear()
-        other._books, other._orders, other._mids = {}, {}, {}
+        other._books, other._orders, other._mids, other._tops = {}, {}, {}, {}
         return coins
 
     def compare_coin(self, other: Books, coin: str) -> list[str]:
@@ -437,12 +536,12 @@ class Books:
                 clash_side = clash.level.side  # type: ignore[union-attr]
                 clash_side.remove(clash)
                 self._views.pop(clash_side.coin, None)
-                self._refresh_mid(clash_side.coin)
+                self._refresh_top(clash_side.coin)
             self._orders[order.oid] = order
         self._books[coin] = theirs
-        other._refresh_mid(coin)
+        other._refresh_top(coin)
         self._views.pop(coin, None)
-        self._refresh_mid(coin)
+        self._refresh_top(coin)
 
     # -- views -------------------------------------------------------------
     def coins(self) -> list[str]:

@@ -15,6 +15,8 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from orderbook.book.events import StatusOrder
 
 if TYPE_CHECKING:
@@ -25,21 +27,48 @@ Meta = tuple[str, bool, str, bool, bool, str, "str | None"]
 
 DEFAULT_META: Meta = ("N/A", False, "0.0", False, False, "Limit", None)
 _MAX_METAS = 10_000  # beyond this, stop interning (defensive: values are few)
-_metas: dict[Meta, Meta] = {DEFAULT_META: DEFAULT_META}
+METAS: dict[Meta, Meta] = {DEFAULT_META: DEFAULT_META}
 
 
 def intern_meta(meta: Meta) -> Meta:
     """Return the shared copy of ``meta`` (one tuple per distinct value)."""
-    shared = _metas.get(meta)
+    shared = METAS.get(meta)
     if shared is not None:
         return shared
-    if len(_metas) < _MAX_METAS:
+    if len(METAS) < _MAX_METAS:
         meta = tuple(sys.intern(v) if isinstance(v, str) else v for v in meta)  # type: ignore[assignment]
-        _metas[meta] = meta
+        METAS[meta] = meta
     return meta
 
 
-def meta_of(order: StatusOrder) -> Meta:
+# Orders with no status (HIP-2 market making, the assistance fund) are passive
+# makers: node snapshots and other servers report them as Alo limit orders.
+STATUSLESS_META: Meta = intern_meta(("N/A", False, "0.0", False, False, "Limit", "Alo"))
+
+
+class StatusMeta(msgspec.Struct, gc=False):
+    """What a resting order keeps of a status's raw ``order`` object.
+
+    Decoding into this instead of :class:`StatusOrder` skips the fields the
+    diff supplies (coin, side, limitPx, sz) and allocates less.
+    """
+
+    oid: int
+    timestamp: int
+    triggerCondition: str = "N/A"
+    isTrigger: bool = False
+    triggerPx: str = "0.0"
+    isPositionTpsl: bool = False
+    reduceOnly: bool = False
+    orderType: str = "Limit"
+    tif: str | None = None
+    cloid: str | None = None
+
+
+decode_status_meta = msgspec.json.Decoder(StatusMeta).decode
+
+
+def meta_of(order: StatusOrder | StatusMeta) -> Meta:
     """The shared metadata tuple of a status's order."""
     return intern_meta(
         (
@@ -57,19 +86,19 @@ def meta_of(order: StatusOrder) -> Meta:
 TRIGGERED_META_FIELDS = ("Triggered", False, "0.0")
 
 
-def triggered_meta(order: StatusOrder) -> Meta:
+def triggered_meta(order: StatusOrder | StatusMeta) -> Meta:
     """Metadata of a triggered trigger order as it rests (Gtc, "Triggered")."""
     return intern_meta(
         (*TRIGGERED_META_FIELDS, order.isPositionTpsl, order.reduceOnly, order.orderType, "Gtc")
     )
 
 
-_CANONICAL_CLOID = re.compile(r"0x[0-9a-f]{32}")
+CANONICAL_CLOID = re.compile(r"0x[0-9a-f]{32}")
 
 
 def encode_cloid(cloid: str | None) -> int | str | None:
     """Store a canonical ``0x`` + 32 lowercase hex cloid as an int (44 vs 83 bytes)."""
-    if cloid is None or not _CANONICAL_CLOID.fullmatch(cloid):
+    if cloid is None or not CANONICAL_CLOID.fullmatch(cloid):
         return cloid
     return int(cloid, 16)
 
@@ -99,27 +128,21 @@ def iso_to_ms(text: str) -> int:
         raise ValueError(f"not a naive ISO-8601 time: {text!r}") from exc
 
 
-class Order:
-    """A resting order; ``level`` gives its price, side and coin."""
+class Order(msgspec.Struct, eq=False, repr_omit_defaults=True):
+    """A resting order; ``level`` gives its price, side and coin.
 
-    __slots__ = ("oid", "user", "sz", "timestamp", "cloid", "meta", "level")
+    A msgspec Struct rather than a slots class: the same 88 bytes, but built
+    by C code (~2.5x faster than a Python ``__init__``), which the hot path of
+    every ``new`` diff pays.
+    """
 
-    def __init__(
-        self,
-        oid: int,
-        user: str,
-        sz: int,
-        timestamp: int,
-        cloid: int | str | None,
-        meta: Meta,
-    ) -> None:
-        self.oid = oid
-        self.user = user
-        self.sz = sz
-        self.timestamp = timestamp
-        self.cloid = cloid
-        self.meta = meta
-        self.level: Level | None = None
+    oid: int
+    user: str
+    sz: int
+    timestamp: int
+    cloid: int | str | None
+    meta: Meta
+    level: Level | None = None
 
     def to_dict(self, coin: str, side: str, px: str, fmt: Any) -> dict[str, Any]:
         """The order object of l4Book messages (``fmt`` formats the size)."""
@@ -141,6 +164,3 @@ class Order:
             "tif": meta[6],
             "cloid": decode_cloid(self.cloid),
         }
-
-    def __repr__(self) -> str:
-        return f"Order(oid={self.oid}, user={self.user}, sz={self.sz})"

@@ -6,9 +6,10 @@ States (``status()["state"]``):
 - ``bootstrapping``: the first snapshot is being requested/loaded (blocks
   that arrive meanwhile are buffered, at most ``max_buffered_blocks``);
 - ``ready``: the live Books follows the node block by block;
-- ``stale``: ready, but no block for ``stall_timeout_s`` (or, by-block, one
-  stream stopped while the others go on); back to ready with the next block;
-- ``resyncing``: a gap, a bad statuses/diffs line or a BookError was seen;
+- ``stale``: ready, but one stream stopped while the others go on, or no
+  block at all, for ``stall_timeout_s``; back to ready with the next block;
+- ``resyncing``: a gap, a bad statuses/diffs line, a block dropped because
+  one stream lagged too far behind, or a BookError was seen;
   the last good state is still served while a fresh snapshot is loaded into a
   staging Books, the buffered blocks are applied on top, and
   ``Books.replace_all`` swaps it in.
@@ -24,8 +25,9 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
+from time import perf_counter
 from typing import Any, Protocol
 
 from twisted.application.service import Service
@@ -46,7 +48,13 @@ from orderbook.node.schema import (
     coin_filter,
     decode_line,
 )
-from orderbook.node.snapshot import SnapshotError, load_snapshot, request_snapshot
+from orderbook.node.snapshot import (
+    SnapshotError,
+    load_snapshot,
+    remove_old,
+    request_snapshot,
+    wait_until_written,
+)
 from orderbook.node.tail import LineBatch, NodeTailer
 
 INITIALIZING = "initializing"
@@ -77,8 +85,10 @@ class IngestService(Service):
 
     retry_base_s = 1.0  # first retry delay after a failed snapshot; doubles
     retry_max_s = 60.0
-    apply_slice = 50  # buffered blocks applied per reactor turn while catching up
-    compare_slice = 20  # coins compared per reactor turn while validating
+    turn_budget_s = 0.02  # work per reactor turn when catching up or comparing
+    compare_slice = 20  # at most this many coins compared per reactor turn
+    max_pending_blocks = 1000  # incomplete blocks held while one stream lags
+    snapshot_settle_s = 1.0  # a snapshot file unchanged this long while incomplete: failed
     max_logged_differences = 10
 
     def __init__(
@@ -100,7 +110,11 @@ class IngestService(Service):
         self.streaming = settings.mode == "streaming"
         self.accept_coin = coin_filter(settings.markets)
         self.assembler = BlockAssembler(
-            settings.mode, on_gap=self._stream_gap, accept_coin=self.accept_coin
+            settings.mode,
+            on_gap=self._stream_gap,
+            accept_coin=self.accept_coin,
+            max_pending=self.max_pending_blocks,
+            on_drop=self._block_dropped,
         )
         directories = DIRECTORIES[settings.mode]
         self.tailer = NodeTailer(
@@ -117,7 +131,7 @@ class IngestService(Service):
         self._syncing = False
         self._sync_call: Deferred | None = None
         self._buffer: list[Block] = []
-        self._dirty: list[int | None] = []  # heights of trouble seen while syncing
+        self._dirty: list[tuple[int | None, str]] = []  # trouble seen while syncing
         self._resync_wanted = False
         self._retry_delay = self.retry_base_s
         self._retry_call = None
@@ -135,6 +149,7 @@ class IngestService(Service):
     def startService(self) -> None:  # noqa: N802 (Twisted API)
         super().startService()
         self._last_block_wall = self.clock_now()
+        self._stream_wall = dict.fromkeys(STREAM_KINDS, self._last_block_wall)
         self.tailer.start(at_end=True)
         self._watchdog.start(min(1.0, self.settings.stall_timeout_s / 4), now=False)
         self._schedule_validation()
@@ -286,6 +301,16 @@ class IngestService(Service):
         self.m_gaps.inc()
         self._need_resync(f"{kind} stream skipped from block {expected} to {got}", expected)
 
+    def _block_dropped(self, height: int, waiting_for: list[str]) -> None:
+        if not self._syncing and self.books.height is not None and height <= self.books.height:
+            return  # the state we serve already covers it
+        self.m_gaps.inc()
+        self._need_resync(
+            f"block {height} dropped: stream {', '.join(waiting_for)} more than "
+            f"{self.assembler.max_pending} blocks behind",
+            height,
+        )
+
     # -- blocks ------------------------------------------------------------------
     def _block(self, block: Block) -> None:
         self._last_block_wall = self.clock_now()
@@ -334,7 +359,7 @@ class IngestService(Service):
     # -- resync ------------------------------------------------------------------
     def _need_resync(self, reason: str, height: int | None) -> None:
         if self._syncing:
-            self._dirty.append(height)
+            self._dirty.append((height, reason))
             self._log.warn("ingest: {reason} (while loading a snapshot)", reason=reason)
             return
         if self._resync_wanted:
@@ -346,8 +371,13 @@ class IngestService(Service):
         self._set_state(RESYNCING, reason)
 
     def _start_sync(self) -> None:
+        """Ask for a snapshot now, unless one stream stopped while the others go on.
+
+        Then the snapshot waits until that stream flows again: blocks cannot
+        complete without it, so a snapshot now would only be dropped again.
+        """
         self._retry_call = None
-        if not self.running:
+        if not self.running or self._stopped_alone():
             return
         self._generation += 1
         self._syncing = True
@@ -366,17 +396,19 @@ class IngestService(Service):
         self._log.failure("ingest: snapshot sync crashed", failure)
         self._sync_failed(self._generation, f"internal error: {failure.getErrorMessage()}")
 
-    async def _sync(self, generation: int) -> None:
+    async def _fetch_snapshot(self, path: Path) -> Books:
+        """Ask the node for a fresh snapshot file, wait until it is written, load it."""
         settings = self.settings
+        start = self.reactor.seconds()
+        remove_old(path)
+        await request_snapshot(self.reactor, settings.info_url, path, settings.snapshot_timeout_s)
+        remaining = settings.snapshot_timeout_s - (self.reactor.seconds() - start)
+        await wait_until_written(self.reactor, path, max(remaining, 0.0), self.snapshot_settle_s)
+        return await load_snapshot(path, self._new_books)
+
+    async def _sync(self, generation: int) -> None:
         try:
-            await request_snapshot(
-                self.reactor,
-                settings.info_url,
-                settings.snapshot_path,
-                settings.snapshot_timeout_s,
-            )
-            self._check_current(generation)
-            staging = await load_snapshot(settings.snapshot_path, self._new_books)
+            staging = await self._fetch_snapshot(self.settings.snapshot_path)
             self._check_current(generation)
             await self._catch_up(staging, generation)
         except SnapshotError as exc:
@@ -400,14 +432,17 @@ class IngestService(Service):
         snapshot_height = staging.height
         while True:
             self._check_current(generation)
-            trouble = [h for h in self._dirty if h is None or h > snapshot_height]
+            trouble = [why for h, why in self._dirty if h is None or h > snapshot_height]
             if trouble:
-                raise SnapshotError(f"bad data above the snapshot (block {trouble[0]})")
+                raise SnapshotError(f"bad data above the snapshot: {trouble[0]}")
             if not self._buffer:
                 return
-            batch, self._buffer = self._buffer[: self.apply_slice], self._buffer[self.apply_slice :]
-            for block in batch:
-                self._apply_staging(staging, block)
+            deadline = perf_counter() + self.turn_budget_s
+            applied = 0
+            while applied < len(self._buffer) and perf_counter() < deadline:
+                self._apply_staging(staging, self._buffer[applied])
+                applied += 1
+            del self._buffer[:applied]
             await task.deferLater(self.reactor, 0, lambda: None)
 
     def _apply_staging(self, staging: Books, block: Block) -> None:
@@ -428,23 +463,19 @@ class IngestService(Service):
                 f"oid {first.oid}: {first.message}"
             )
 
-    def _hole(self, height: int, following: int) -> bool:
+    @staticmethod
+    def _hole(height: int, following: int) -> bool:
         """Would applying block ``following`` on state ``height`` skip data?
 
-        By-block every height has lines; streaming skips heights with no
-        events, but not below the first block we read whole.
+        Every block has lines in every stream, in both modes.
         """
-        if following == height + 1:
-            return False
-        if not self.streaming:
-            return True
-        trusted = self.assembler.trusted_from
-        return trusted is None or height + 1 < trusted
+        return following != height + 1
 
     def _go_live(self, staging: Books) -> None:
         if staging.time_ms is None:  # its block was never seen: wall clock is the best guess
             staging.set_height(staging.height, int(self.clock_now() * 1000))
         coins = self.books.replace_all(staging)
+        self.assembler.skip_through(self.books.height)
         self._syncing = False
         self._sync_call = None
         self._resync_wanted = False
@@ -492,16 +523,30 @@ class IngestService(Service):
         elif reason is None and self._state == STALE:
             self._set_state(READY, None)
 
-    def _stall_reason(self) -> str | None:
+    def _stopped_streams(self) -> list[str]:
+        """Streams that delivered nothing for ``stall_timeout_s``."""
         now = self.clock_now()
         limit = self.settings.stall_timeout_s
+        return sorted(k for k, t in self._stream_wall.items() if now - t > limit)
+
+    def _stopped_alone(self) -> list[str]:
+        """The silent streams, when the others still deliver (else empty)."""
+        stopped = self._stopped_streams()
+        return stopped if len(stopped) < len(STREAM_KINDS) else []
+
+    def _stall_reason(self) -> str | None:
+        """Why the feed is stale (a stream that stopped is named), or None."""
+        now = self.clock_now()
+        limit = self.settings.stall_timeout_s
+        stopped = self._stopped_alone()
+        if stopped:
+            quiet = max(now - self._stream_wall[k] for k in stopped)
+            return (
+                f"stream {', '.join(stopped)} stopped while the others go on "
+                f"(nothing for {quiet:.1f} s)"
+            )
         if self._last_block_wall is not None and now - self._last_block_wall > limit:
             return f"no new block for {now - self._last_block_wall:.1f} s"
-        if self.streaming or len(self._stream_wall) < len(STREAM_KINDS):
-            return None
-        stopped = [k for k, t in self._stream_wall.items() if now - t > limit]
-        if stopped and len(stopped) < len(STREAM_KINDS):
-            return f"stream {', '.join(sorted(stopped))} stopped while the others go on"
         return None
 
     # -- validation --------------------------------------------------------------
@@ -532,52 +577,54 @@ class IngestService(Service):
 
     async def _validate(self, generation: int) -> None:
         self.m_validations.inc()
-        settings = self.settings
         try:
-            await request_snapshot(
-                self.reactor,
-                settings.info_url,
-                settings.snapshot_path,
-                settings.snapshot_timeout_s,
-            )
-            staging = await load_snapshot(settings.snapshot_path, self._new_books)
+            path = self.settings.snapshot_path
+            staging = await self._fetch_snapshot(path.with_name(path.name + ".validate"))
             await self._reach_height(staging.height)
         except (SnapshotError, defer.TimeoutError) as exc:
             self._log.warn("ingest: validation skipped: {problem}", problem=str(exc) or "timeout")
             return
         mismatched: list[str] = []
         coins = sorted(set(self.books.coins()) | set(staging.coins()))
-        for start in range(0, len(coins), self.compare_slice):
+        index = 0
+        while index < len(coins):
             if generation != self._generation or self._state not in (READY, STALE):
                 return  # a resync replaces everything anyway
-            if not self._catch_staging_up(staging):
+            deadline = perf_counter() + self.turn_budget_s
+            reached = self._catch_staging_up(staging, deadline)
+            if reached is None:
                 self._log.warn("ingest: validation skipped: retained blocks do not reach back")
                 return
-            adopted = self._compare(staging, coins[start : start + self.compare_slice])
-            if adopted:
-                mismatched.extend(adopted)
-                self._tell("books_reset", set(adopted))
+            if reached:  # same height now: compare, in this same turn
+                adopted = []
+                for coin in coins[index : index + self.compare_slice]:
+                    index += 1
+                    if self._compare_coin(staging, coin):
+                        adopted.append(coin)
+                    if perf_counter() >= deadline:
+                        break
+                if adopted:
+                    mismatched.extend(adopted)
+                    self._tell("books_reset", set(adopted))
             await task.deferLater(self.reactor, 0, lambda: None)
         self._report_validation(staging.height, len(coins), mismatched)
 
-    def _compare(self, staging: Books, coins: Iterable[str]) -> list[str]:
-        adopted = []
-        for coin in coins:
-            differences = self.books.compare_coin(staging, coin)
-            if not differences:
-                continue
-            shown = "; ".join(differences[: self.max_logged_differences])
-            self._log.error(
-                "ingest: validation: {coin} differs from the node at block {height} "
-                "({count} differences): {differences}; adopting the node's book",
-                coin=coin,
-                height=self.books.height,
-                count=len(differences),
-                differences=shown,
-            )
-            self.books.adopt_coin(staging, coin)
-            adopted.append(coin)
-        return adopted
+    def _compare_coin(self, staging: Books, coin: str) -> bool:
+        """Compare one coin; on a difference log it and adopt the node's book (True)."""
+        differences = self.books.compare_coin(staging, coin)
+        if not differences:
+            return False
+        shown = "; ".join(differences[: self.max_logged_differences])
+        self._log.error(
+            "ingest: validation: {coin} differs from the node at block {height} "
+            "({count} differences): {differences}; adopting the node's book",
+            coin=coin,
+            height=self.books.height,
+            count=len(differences),
+            differences=shown,
+        )
+        self.books.adopt_coin(staging, coin)
+        return True
 
     def _report_validation(self, height: int, coins: int, mismatched: list[str]) -> None:
         if mismatched:
@@ -590,11 +637,15 @@ class IngestService(Service):
             bad=len(mismatched),
         )
 
-    def _catch_staging_up(self, staging: Books) -> bool:
-        """Apply retained blocks to ``staging`` up to the live height."""
+    def _catch_staging_up(self, staging: Books, deadline: float) -> bool | None:
+        """Apply retained blocks to ``staging`` towards the live height until ``deadline``.
+
+        True: at the live height. False: not yet (call again next turn).
+        None: impossible (the retained blocks do not reach back that far).
+        """
         target = self.books.height
         if staging.height >= target:
-            return staging.height == target
+            return True if staging.height == target else None
         needed = []
         for block in reversed(self._recent):
             if block.height <= staging.height:
@@ -604,10 +655,12 @@ class IngestService(Service):
         needed.reverse()
         expected = staging.height + 1
         for block in needed:
-            if block.height != expected and not self.streaming:
-                return False
+            if block.height != expected:
+                return None
             staging.apply_block(block)
             expected = block.height + 1
+            if perf_counter() >= deadline:
+                break
         return staging.height == target
 
     def _reach_height(self, height: int) -> Deferred:

@@ -18,7 +18,9 @@ else, the loader falls back to one full decode (slow but correct).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from io import BytesIO
@@ -37,6 +39,7 @@ from orderbook.book.books import Books
 from orderbook.book.events import StatusOrder
 
 DEFAULT_SLICE_BYTES = 128 * 1024
+SEARCH_MARGIN = 64 * 1024  # searched beyond a slice for the next entry boundary
 READ_CHUNK = 8 << 20
 SIDES = ("B", "A")
 
@@ -88,6 +91,58 @@ async def request_snapshot(reactor, info_url: str, out_path: Path, timeout_s: fl
         raise SnapshotError(f"{info_url} answered {response.code}: {excerpt}")
 
 
+def remove_old(path: Path) -> None:
+    """Delete a previous snapshot at ``path``, so a stale file is never loaded."""
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    except OSError as exc:
+        raise SnapshotError(f"cannot remove the old snapshot {path}: {exc.strerror}") from None
+
+
+def _written_state(path: Path) -> tuple[int | None, bool]:
+    """(size or None when missing, whether it ends like a whole JSON array)."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(max(0, size - 64))
+            return size, handle.read().rstrip().endswith(b"]")
+    except FileNotFoundError:
+        return None, False
+    except OSError as exc:
+        raise SnapshotError(f"cannot read snapshot {path}: {exc.strerror}") from None
+
+
+async def wait_until_written(
+    reactor, path: Path, timeout_s: float, quiet_s: float = 1.0, poll_s: float = 0.05
+) -> int:
+    """Wait until the node has finished writing ``path``; return its size.
+
+    Finished: it exists, ends with ``]`` and did not change between two
+    polls. A file that is missing or incomplete and has not changed for
+    ``quiet_s`` (the node gave up, or truncated it), or that is still not
+    finished after ``timeout_s``, raises :class:`SnapshotError` naming it.
+    """
+    start = reactor.seconds()
+    last_size: int | None = -1
+    last_change = start
+    while True:
+        size, whole = _written_state(path)
+        now = reactor.seconds()
+        if size != last_size:
+            last_size, last_change = size, now
+        elif whole:
+            return size or 0
+        if now - last_change >= quiet_s:
+            problem = "missing" if size is None else f"incomplete ({size} bytes, no final ']')"
+            raise SnapshotError(
+                f"snapshot {path} {problem} {now - last_change:.1f} s after the node answered"
+            )
+        if now - start >= timeout_s:
+            raise SnapshotError(f"snapshot {path} still being written after {timeout_s:g} s")
+        await task.deferLater(reactor, poll_s, lambda: None)
+
+
 class _Excerpt(Protocol):
     """Collects the first bytes of a response body (the node sends no data)."""
 
@@ -125,6 +180,7 @@ _whole = msgspec.json.Decoder(
 )
 _HEAD = re.compile(rb"\s*\[\s*(\d+)\s*,\s*\[")
 _COIN = re.compile(rb'\["((?:[^"\\]|\\.)*)",\[')
+_SPACED = re.compile(rb"[\[\]{},:]\s|\s[\[\]{},:]")  # whitespace between JSON tokens
 
 
 class _Layout(Exception):
@@ -143,36 +199,40 @@ def load_snapshot(
     """
     state: dict[str, Any] = {"books": new_books()}
     work = task.cooperate(_load_steps(path, new_books, slice_bytes, state))
-    done = work.whenDone()
+    result: Deferred[Books] = Deferred(lambda _: work.stop())  # cancel stops the slices
 
-    def finished(_: object) -> Books:
-        return state["books"]
+    def finished(_: object) -> None:
+        if not result.called:
+            result.callback(state["books"])
 
-    def failed(failure):
+    def failed(failure) -> None:
+        if result.called or failure.check(task.TaskStopped):
+            return  # cancelled: the canceller's CancelledError is the result
         if failure.check(SnapshotError):
-            return failure
-        raise SnapshotError(f"snapshot {path}: {failure.getErrorMessage()}")
+            result.errback(failure)
+        else:
+            result.errback(SnapshotError(f"snapshot {path}: {failure.getErrorMessage()}"))
 
-    return done.addCallbacks(finished, failed)
+    work.whenDone().addCallbacks(finished, failed)
+    return result
 
 
 def _load_steps(
     path: Path, new_books: Callable[[], Books], slice_bytes: int, state: dict[str, Any]
 ) -> Iterator[None]:
-    buffer = bytearray()
+    data = bytearray()
     try:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(READ_CHUNK):
-                buffer += chunk
-                yield None
+        yield from _read_into(path, data)
     except OSError as exc:
         raise SnapshotError(f"cannot read snapshot {path}: {exc.strerror}") from None
-    data = bytes(buffer)
-    del buffer
+    if not data[-64:].rstrip().endswith(b"]"):
+        raise SnapshotError(f"snapshot {path} is truncated ({len(data)} bytes, no final ']')")
     try:
         try:
             yield from _scan(data, state["books"], slice_bytes)
         except _Layout as exc:
+            if not _SPACED.search(data, 0, 4096):  # the node's compact layout, damaged
+                raise SnapshotError(f"snapshot {path} is damaged: {exc}") from None
             _log.warn(
                 "snapshot {path}: {problem}; decoding it in one piece", path=path, problem=exc
             )
@@ -184,7 +244,16 @@ def _load_steps(
         raise SnapshotError(f"snapshot {path}: {exc}") from None
 
 
-def _load_whole(data: bytes, books: Books) -> None:
+def _read_into(path: Path, data: bytearray) -> Iterator[None]:
+    """Append the file to ``data`` a chunk per step (growing a bytearray reallocates
+    in place; converting it to bytes would copy 100 MB in one go, so we never do)."""
+    with open(path, "rb") as handle:
+        while chunk := handle.read(READ_CHUNK):
+            data += chunk
+            yield None
+
+
+def _load_whole(data: bytes | bytearray, books: Books) -> None:
     try:
         height, coins = _whole.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -195,16 +264,14 @@ def _load_whole(data: bytes, books: Books) -> None:
     books.set_height(height, None)
 
 
-def _scan(data: bytes, books: Books, slice_bytes: int) -> Iterator[None]:
+def _scan(data: bytes | bytearray, books: Books, slice_bytes: int) -> Iterator[None]:
     """Walk ``[height, [[coin, [bids, asks]], …]]`` loading slices of orders."""
     head = _HEAD.match(data)
     if head is None:
         raise _Layout("no [height, [ at the start")
     height = int(head.group(1))
     pos = head.end()
-    if data[pos : pos + 1] == b"]":
-        pos += 1
-    else:
+    if data[pos : pos + 1] != b"]":  # not an empty coin list
         while True:
             coin_match = _COIN.match(data, pos)
             if coin_match is None:
@@ -219,33 +286,47 @@ def _scan(data: bytes, books: Books, slice_bytes: int) -> Iterator[None]:
             if data[pos : pos + 1] != b",":
                 break
             pos += 1
-    pos = _expect(data, pos, b"]")
+    pos = _expect(data, pos, b"]]")  # the coin list, the whole document
     if data[pos:].strip():
         raise _Layout(f"trailing bytes at {pos}")
     books.set_height(height, None)
 
 
-def _expect(data: bytes, pos: int, token: bytes) -> int:
+def _expect(data: bytes | bytearray, pos: int, token: bytes) -> int:
     if data[pos : pos + len(token)] != token:
         raise _Layout(f"expected {token!r} at byte {pos}, found {data[pos : pos + 20]!r}")
     return pos + len(token)
 
 
 def _side(
-    data: bytes, pos: int, coin: str, side: str, books: Books, slice_bytes: int
+    data: bytes | bytearray, pos: int, coin: str, side: str, books: Books, slice_bytes: int
 ) -> Iterator[None]:
     """Load one side list starting at ``pos`` (its ``[``); return the position after it."""
     pos = _expect(data, pos, b"[")
     if data[pos : pos + 1] == b"]":
+        books.load_orders(coin, side, [])  # the coin exists, its side is empty
         return pos + 1
-    end = data.find(b"}]]", pos)  # last entry's "}]" + the list's "]"
-    if end < 0:
-        raise _Layout(f"unterminated side list at byte {pos}")
-    last = end + 2  # exclusive end of the entries
-    while pos < last:
-        cut = data.find(b"}],[", pos + slice_bytes, last) if pos + slice_bytes < last else -1
-        stop = last if cut < 0 else cut + 2
+    while True:
+        stop, last = _next_slice(data, pos, slice_bytes)
         books.load_orders(coin, side, _entries.decode(b"[" + data[pos:stop] + b"]"))
-        pos = stop + 1 if cut >= 0 else last
         yield None
-    return last + 1
+        if last:
+            return stop + 1  # after the list's "]"
+        pos = stop + 1  # after the "," between two entries
+
+
+def _next_slice(data: bytes | bytearray, pos: int, slice_bytes: int) -> tuple[int, bool]:
+    """(exclusive end of the entries of the next slice from ``pos``, whether it ends
+    the list). Only about ``slice_bytes`` are searched, not the rest of a big side."""
+    window = slice_bytes + SEARCH_MARGIN
+    while True:
+        limit = pos + window
+        end = data.find(b"}]]", pos, limit)  # last entry's "}]" + the list's "]"
+        cut = data.find(b"}],[", pos + slice_bytes, limit)
+        if end >= 0 and (cut < 0 or end < cut):
+            return end + 2, True
+        if cut >= 0:
+            return cut + 2, False
+        if limit >= len(data):
+            raise _Layout(f"unterminated side list at byte {pos}")
+        window *= 2  # an entry longer than the margin

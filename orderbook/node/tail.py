@@ -9,12 +9,20 @@ next one is opened. :class:`NodeTailer` drives the three streams from
 inotify hints on the DIRECTORIES (never on files: deleting a watched file or
 directory closes Twisted's inotify descriptor) plus a periodic re-check, since
 inotify drops events on queue overflow.
+
+Work per reactor turn is bounded: a burst of many MB (the node's buffered
+output, or a reader that fell behind) is read in chunks and its lines are
+delivered one at a time until ``turn_budget_s`` is used up; the rest waits,
+in order, for the next turn. Every stream gets a turn in rotation, so one
+busy stream cannot starve the others.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,7 +39,9 @@ LineBatch = list[tuple[int, bytes | None]]
 Deliver = Callable[[str, Path, LineBatch], None]  # (stream, file, [(offset, line|None)])
 Report = Callable[[str, Path, int, str], None]  # (stream, file, offset, problem)
 
-READ_CHUNK = 1 << 20
+READ_CHUNK = 256 * 1024
+DEFAULT_TURN_BUDGET_S = 0.02
+Timer = Callable[[], float]
 WATCH_MASK = inotify.IN_MODIFY | inotify.IN_CREATE | inotify.IN_MOVED_TO | inotify.IN_CLOSE_WRITE
 
 
@@ -71,6 +81,7 @@ class StreamTail:
         self.inode: int | None = None
         self._fd: int | None = None
         self._splitter = LineSplitter(max_line_bytes=max_line_bytes)
+        self._ready: deque[tuple[int, bytes | None]] = deque()  # read, not yet delivered
         self._started = False
 
     @property
@@ -97,18 +108,22 @@ class StreamTail:
         self._started = True
         self._open((path.parent.name, int(path.name)), path, at_end=False, offset=offset)
 
-    def poll(self, budget: int) -> bool:
-        """Read what is new, up to ``budget`` bytes; True when more is waiting."""
+    def poll(self, deadline: float, timer: Timer = time.perf_counter) -> bool:
+        """Deliver new lines, in order, until ``timer()`` passes ``deadline``.
+
+        At least one line is delivered when one is ready. Returns True when
+        more may be waiting (call again on a later reactor turn).
+        """
         if not self._started:
             self.start_at_end()
-        if self._fd is None and not self._open_next():
-            return False
         while True:
-            read = self._read(budget)
-            if read >= budget:
+            if self._ready and not self._deliver_ready(deadline, timer):
                 return True
-            budget -= read
-            if not self._switch_if_finished():
+            if timer() >= deadline:
+                return True
+            if self._fd is None and not self._open_next():
+                return False
+            if not self._read_chunk() and not self._switch_if_finished():
                 return False
 
     def close(self) -> None:
@@ -117,24 +132,35 @@ class StreamTail:
             self._fd = None
 
     # -- internals -------------------------------------------------------------
-    def _read(self, budget: int) -> int:
-        total = 0
-        while total < budget:
-            data = os.read(self._fd, min(READ_CHUNK, budget - total))
-            if not data:
-                break
-            total += len(data)
-            lines = self._splitter.feed(data)
-            if lines:
-                self.deliver(self.name, self.path, lines)
-        return total
+    def _deliver_ready(self, deadline: float, timer: Timer) -> bool:
+        """Hand out ready lines one by one; False when the deadline stopped it."""
+        ready, deliver, name, path = self._ready, self.deliver, self.name, self.path
+        while ready:
+            deliver(name, path, [ready.popleft()])
+            if ready and timer() >= deadline:
+                return False
+        return True
+
+    def _read_chunk(self) -> bool:
+        """Read up to READ_CHUNK bytes into ready lines; False at end of file."""
+        data = os.read(self._fd, READ_CHUNK)
+        if not data:
+            return False
+        self._ready.extend(self._splitter.feed(data))
+        return True
 
     def _switch_if_finished(self) -> bool:
-        """At EOF: move to the next file if one exists (after a last read)."""
+        """At EOF: move to the next file if one exists; True when there is more to do.
+
+        The writer finished this file before starting the next, but its last
+        bytes may have landed after our EOF: read them (and deliver them)
+        before switching.
+        """
         following = self._next_file()
         if following is None:
             return False
-        self._read(1 << 62)  # the writer finished this file before starting the next
+        if self._read_chunk():
+            return True
         self._finish_file()
         self._open(*following, at_end=False)
         return True
@@ -174,6 +200,7 @@ class StreamTail:
         skip = offset > 0 and os.pread(fd, 1, offset - 1) != b"\n"
         os.lseek(fd, offset, os.SEEK_SET)
         self.close()
+        self._ready.clear()  # only reached with nothing left to deliver, or at start
         self._fd = fd
         self.key, self.path, self.inode = key, path, os.fstat(fd).st_ino
         self._splitter = LineSplitter(offset, skip_first=skip, max_line_bytes=self.max_line_bytes)
@@ -197,7 +224,8 @@ class NodeTailer:
 
     ``streams`` maps a stream name (e.g. "statuses") to its hourly/ directory.
     Lines go to ``deliver``; unreadable bytes to ``report``. Every callback is
-    an error boundary: a failure is logged and tailing goes on.
+    an error boundary: a failure is logged and tailing goes on. One reactor
+    turn delivers lines for at most about ``turn_budget_s`` (plus one line).
     """
 
     _log = Logger()
@@ -209,12 +237,15 @@ class NodeTailer:
         report: Report,
         reactor,
         recheck_interval_s: float = 1.0,
-        read_budget: int = 16 << 20,
+        turn_budget_s: float = DEFAULT_TURN_BUDGET_S,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        timer: Timer = time.perf_counter,
     ) -> None:
         self.reactor = reactor
-        self.read_budget = read_budget
+        self.turn_budget_s = turn_budget_s
+        self.timer = timer
         self.recheck_interval_s = recheck_interval_s
+        self.turns = 0  # reactor turns that delivered lines (for tests and benchmarks)
         self.tails = {
             name: StreamTail(name, root, deliver, report, max_line_bytes)
             for name, root in streams.items()
@@ -222,7 +253,9 @@ class NodeTailer:
         self.notifier_restarts = 0
         self._notifier: _Notifier | None = None
         self._watched: dict[Path, str] = {}
-        self._scheduled: set[str] = set()
+        self._wanted: dict[str, None] = {}  # streams with work, in turn order
+        self._rotation = list(self.tails)
+        self._turn_call = None
         self._recheck = LoopingCall(self._guarded, self.poll_all)
         self._recheck.clock = reactor
         self._running = False
@@ -240,6 +273,9 @@ class NodeTailer:
         self._running = False
         if self._recheck.running:
             self._recheck.stop()
+        if self._turn_call is not None and self._turn_call.active():
+            self._turn_call.cancel()
+        self._turn_call = None
         notifier, self._notifier = self._notifier, None
         if notifier is not None:
             notifier.on_lost = lambda: None
@@ -252,7 +288,7 @@ class NodeTailer:
         if self._notifier is None or not self._notifier.connected:
             self._start_notifier()
         for name in self.tails:
-            self._poll(name)
+            self._schedule(name)
 
     # -- internals -------------------------------------------------------------
     def _guarded(self, call: Callable, *args) -> None:
@@ -261,19 +297,31 @@ class NodeTailer:
         except Exception:
             self._log.failure("node tailer: {call} failed; tailing goes on", call=call.__name__)
 
-    def _poll(self, name: str) -> None:
-        self._scheduled.discard(name)
+    def _schedule(self, name: str) -> None:
+        self._wanted[name] = None
+        if self._turn_call is None and self._running:
+            self._turn_call = self.reactor.callLater(0, self._guarded, self._turn)
+
+    def _turn(self) -> None:
+        """One reactor turn of reading: each waiting stream in rotation, shared budget."""
+        self._turn_call = None
         if not self._running:
             return
-        more = self.tails[name].poll(self.read_budget)
+        deadline = self.timer() + self.turn_budget_s
+        self._rotation.append(self._rotation.pop(0))  # a different stream goes first
+        wanted, self._wanted = self._wanted, {}
+        for name in [n for n in self._rotation if n in wanted]:
+            try:
+                more = self.tails[name].poll(deadline, self.timer)
+            except Exception:
+                more = False  # the periodic re-check tries again
+                self._log.failure("node tailer: reading {stream} failed", stream=name)
+            if more:
+                self._wanted[name] = None
+        self.turns += 1
         self._sync_watches()
-        if more:
-            self._schedule(name)
-
-    def _schedule(self, name: str) -> None:
-        if name not in self._scheduled:
-            self._scheduled.add(name)
-            self.reactor.callLater(0, self._guarded, self._poll, name)
+        if self._wanted:
+            self._turn_call = self.reactor.callLater(0, self._guarded, self._turn)
 
     def _on_event(self, watch, filepath: FilePath, mask: int) -> None:
         path = (

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from orderbook import fixed
-from orderbook.book.books import BlockResult, BookError, Books, freeze_after_load
+from orderbook.book.books import BlockResult, BookError, Books, CoinUpdate, freeze_after_load
 from orderbook.book.events import Block, BookDiff, Fill, OrderStatus
 from orderbook.book.order import iso_to_ms
 from tests.book.blocks import (
@@ -166,7 +166,7 @@ def test_statusless_diff_builds_order_from_diff():
             "isPositionTpsl": False,
             "reduceOnly": False,
             "orderType": "Limit",
-            "tif": None,
+            "tif": "Alo",
             "cloid": None,
         }
     ]
@@ -530,3 +530,96 @@ def test_freeze_after_load_freezes_the_heap():
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+# -- hot-path bookkeeping -----------------------------------------------------
+
+
+def test_bbo_changed_only_when_top_differs_after_the_block():
+    """A new and remove at the top within one block leave the bbo unchanged; deeper diffs too."""
+    books = Books()
+    books.apply_block(block(1, diffs=[new(1, "100.0"), new(2, "101.0", side="A"), new(3, "99.0")]))
+    flicker = books.apply_block(block(2, diffs=[new(4, "100.5"), remove(4, "100.5")]))
+    assert flicker.changed == {"BTC"} and flicker.bbo_changed == set()
+    deep = books.apply_block(block(3, diffs=[update(3, "1.0", "0.5", "99.0"), remove(3, "99.0")]))
+    assert deep.bbo_changed == set() and not deep.mids_changed
+    top = books.apply_block(block(4, diffs=[update(1, "1.0", "0.5")]))
+    assert top.bbo_changed == {"BTC"} and not top.mids_changed
+    assert books.bbo_view("BTC")["bbo"][0] == {"px": "100.0", "sz": "0.5", "n": 1}
+
+
+def test_bbo_tracking_follows_snapshot_loads_and_adoption():
+    """After load_orders/adopt_coin the next block compares against the loaded top."""
+    books = Books()
+    load(books, "BTC", "B", [(1, "100.0")])
+    deeper = books.apply_block(block(1, diffs=[new(2, "99.0")]))
+    assert deeper.bbo_changed == set()
+    other = Books()
+    load(other, "BTC", "B", [(5, "105.0")])
+    books.adopt_coin(other, "BTC")
+    same_top = books.apply_block(block(2, diffs=[new(6, "104.0")]))
+    assert same_top.bbo_changed == set()
+    assert books.apply_block(block(3, diffs=[remove(5, "105.0")])).bbo_changed == {"BTC"}
+
+
+def test_new_replacing_an_oid_of_another_coin_marks_both():
+    """A new of an oid resting elsewhere drops it there: both coins changed, both tops checked."""
+    books = Books()
+    books.apply_block(block(1, diffs=[new(1, coin="ETH"), new(2, "101.0", side="A", coin="ETH")]))
+    result = books.apply_block(block(2, diffs=[new(1, "100.0")]))
+    assert result.changed == {"BTC", "ETH"} and result.bbo_changed == {"BTC", "ETH"}
+    assert [e.message for e in result.errors] == ["new of existing oid (replaced)"]
+    assert books.bbo_view("ETH")["bbo"][0] is None
+    assert books.order_count() == 2
+
+
+def test_remove_of_oid_in_another_coin_keeps_it_resting():
+    """A remove naming the wrong coin is reported and the order stays where it rests."""
+    books = Books()
+    books.apply_block(block(1, diffs=[new(1, coin="ETH")]))
+    result = books.apply_block(block(2, diffs=[remove(1), update(1, "1.0", "0.5")]))
+    assert [e.message for e in result.errors] == [
+        "remove of oid resting in 'ETH'",
+        "update of oid resting in 'ETH'",
+    ]
+    assert oids(books, "ETH") == [1] and l4_order(books, 1, "ETH")["sz"] == "1.0"
+    assert result.changed == set()
+
+
+def test_unknown_diff_string_is_a_bad_diff():
+    """A raw_book_diff string other than "remove" is reported and skipped."""
+    books = Books()
+    books.apply_block(block(1, diffs=[new(1)]))
+    odd = BookDiff(user=ALICE, oid=1, coin="BTC", side="B", px="100.0", raw_book_diff="gone")
+    result = books.apply_block(block(2, diffs=[odd]))
+    assert [e.message for e in result.errors] == ["bad diff: unknown raw_book_diff 'gone'"]
+    assert oids(books) == [1]
+
+
+def test_statuses_of_one_coin_listed_in_file_order():
+    """updates[coin].statuses are the used statuses in file order, whatever the diff order."""
+    books = Books()
+    first, second, other = status(1), status(2), status(3, coin="ETH")
+    result = books.apply_block(
+        block(1, [first, other, second], [new(2), new(3, coin="ETH"), new(1)])
+    )
+    assert result.updates["BTC"].statuses == [first, second]
+    assert result.updates["ETH"].statuses == [other]
+
+
+def test_first_triggered_status_wins_over_open_and_later_ones():
+    """With open and triggered statuses for one oid, the first triggered supplies metadata."""
+    books = Books()
+    opened = status(9, "open", tif="Alo")
+    fired = status(9, "triggered", time="2026-04-30T20:46:45.000", tif=None)
+    later = status(9, "triggered", time="2026-04-30T20:46:46.000", tif=None)
+    result = books.apply_block(block(1, [opened, fired, later], [new(9)]))
+    assert l4_order(books, 9)["timestamp"] == 1777582005000
+    assert result.updates["BTC"].statuses == [fired]
+
+
+def test_coin_updates_do_not_share_lists():
+    """Each CoinUpdate gets its own empty lists."""
+    first, second = CoinUpdate(), CoinUpdate()
+    first.diffs.append(remove(1))
+    assert second.diffs == [] and second.statuses == []

@@ -44,3 +44,14 @@ def test_insert_before():
     assert level.insert_before(order(4), 3)
     assert not level.insert_before(order(5), 99)
     assert list(level.orders) == [1, 2, 4, 3] and level.size == 40
+
+
+def test_level_key_marks_the_best_level():
+    """side.keys[0] == level.key exactly for the best level; px_str is canonical."""
+    bids, asks = Side("BTC", "B"), Side("BTC", "A")
+    for px in (5, 9):
+        bids.level_for(px * 10**8).append(order(px))
+        asks.level_for(px * 10**8).append(order(10 + px))
+    assert [lv.key == bids.keys[0] for lv in bids.iter_levels()] == [True, False]
+    assert [lv.key == asks.keys[0] for lv in asks.iter_levels()] == [True, False]
+    assert bids.best().px_str == "9.0" and asks.best().px_str == "5.0"

@@ -84,7 +84,7 @@ class L4Book:
             order = {"coin": diff["coin"], "side": diff["side"], "timestamp": time_ms,
                      "triggerCondition": "N/A", "isTrigger": False, "triggerPx": "0.0",
                      "isPositionTpsl": False, "reduceOnly": False, "orderType": "Limit",
-                     "tif": None, "cloid": None}  # fmt: skip
+                     "tif": "Alo", "cloid": None}  # fmt: skip
         else:
             order = {k: v for k, v in status["order"].items() if k in L4_FIELDS}
             if status["status"] == "triggered":

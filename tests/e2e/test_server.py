@@ -252,19 +252,40 @@ class L4Watcher:
         return min(book.height for book in self.books.values())
 
     def converge(self, node: SimulatedNode, tmp_path: Path, timeout: float = 60) -> int:
-        """Step until every book equals the simulator's at one height; return it."""
+        """Step until every book equals the simulator's at one height; return it.
+
+        A fresh server Snapshot may land above the simulator's snapshot height
+        (the server resynced meanwhile): then ask the simulator again.
+        """
         deadline = time.monotonic() + timeout
         while self.height() < 0:
             assert time.monotonic() < deadline, "no l4Book snapshots"
             self.step()
-        height, snapshot = request_snapshot(node.info_url, tmp_path / "sim-snapshot.json")
-        while self.height() < height:
-            assert time.monotonic() < deadline, f"client stuck at {self.height()} < {height}"
-            self.step(limit=height)
+        while True:
+            height, snapshot = request_snapshot(node.info_url, tmp_path / "sim-snapshot.json")
+            while self.height() < height:
+                assert time.monotonic() < deadline, f"client stuck at {self.height()} < {height}"
+                self.step(limit=height)
+            if all(book.height == height for book in self.books.values()):
+                break
         for coin, book in self.books.items():
-            assert book.height == height, (coin, book.height, height)
-            assert comparable(book.levels()) == comparable(snapshot[coin]), coin
+            ours, theirs = comparable(book.levels()), comparable(snapshot[coin])
+            assert ours == theirs, (coin, height, describe_difference(ours, theirs))
         return height
+
+
+def describe_difference(ours: list[list[dict]], theirs: list[list[dict]]) -> list[str]:
+    """The first few differing positions of two books, for a readable failure."""
+    lines = []
+    for side, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+        for index in range(max(len(a), len(b))):
+            left = a[index] if index < len(a) else None
+            right = b[index] if index < len(b) else None
+            if left != right:
+                lines.append(f"side {side} #{index}: client {left} != simulator {right}")
+            if len(lines) >= 4:
+                return lines
+    return lines
 
 
 @pytest.mark.parametrize("mode", ["by_block", "streaming"])
@@ -287,13 +308,15 @@ def test_client_l4_book_equals_simulator_book_through_faults(tmp_path, mode):
         for fault in ({"fault": "gap"}, {"fault": "garbage", "stream": "diffs"}):
             snapshots = watcher.snapshots
             node.fault(**fault)
-            wait_until(lambda s=snapshots: watcher.step() or watcher.snapshots > s, 60, "resync")
+            wait_until(
+                lambda s=snapshots: watcher.step() or watcher.snapshots >= s + 2, 60, "resync"
+            )
             later = watcher.converge(node, tmp_path)
             assert later > first
         node.fault(fault="snapshot_error", status=500, count=1)
         node.fault(fault="gap")
         snapshots = watcher.snapshots
-        wait_until(lambda: watcher.step() or watcher.snapshots > snapshots, 90, "retried resync")
+        wait_until(lambda: watcher.step() or watcher.snapshots >= snapshots + 2, 90, "retry")
         watcher.converge(node, tmp_path)
         client.close()
         assert "Traceback" not in server.output()

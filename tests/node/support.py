@@ -65,6 +65,7 @@ class FakeNode:
         self.day = day
         self.hour = 20
         self.resting: dict[int, tuple[str, dict]] = {}  # oid -> (user, order)
+        self.held: dict[str, list[bytes]] = {}  # stream -> lines kept back
         self.next_oid = 1
         for _ in range(6):
             self._rest(*self._new_order())
@@ -129,13 +130,29 @@ class FakeNode:
         return {"user": user, "oid": body["oid"], "coin": body["coin"], "side": body["side"],
                 "px": body["limitPx"], "raw_book_diff": change}  # fmt: skip
 
-    def write_block(self, lines: dict[str, bytes] | None = None) -> dict[str, bytes]:
+    def write_block(
+        self, lines: dict[str, bytes] | None = None, hold: tuple[str, ...] = ()
+    ) -> dict[str, bytes]:
+        """Write the next block (or ``lines``); streams in ``hold`` are kept back."""
         lines = lines or self.next_block()
         for kind in ("fills", "diffs", "statuses"):  # the node's order
-            self.path(kind).parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path(kind), "ab") as handle:
-                handle.write(self._rows(lines[kind]) if self.mode == "streaming" else lines[kind])
+            data = self._rows(lines[kind]) if self.mode == "streaming" else lines[kind]
+            if kind in hold:
+                self.held.setdefault(kind, []).append(data)
+            else:
+                self._append(kind, data)
         return lines
+
+    def release(self) -> None:
+        """Write every held line (a stopped stream catches up)."""
+        held, self.held = self.held, {}
+        for kind, chunks in held.items():
+            self._append(kind, b"".join(chunks))
+
+    def _append(self, kind: str, data: bytes) -> None:
+        self.path(kind).parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path(kind), "ab") as handle:
+            handle.write(data)
 
     def snapshot_document(self) -> list:
         books: dict[str, list[list]] = {}
@@ -151,7 +168,9 @@ class FakeNode:
 class InfoResource(resource.Resource):
     """POST /info: writes ``snapshot()`` to the requested outPath.
 
-    ``mode``: "ok", "fail" (500) or "hang" (never answers).
+    ``mode``: "ok", "fail" (500), "hang" (never answers), "missing" (200, no
+    file), "truncated" (200, the file cut in the middle) or "slow" (200 when
+    a third is written, the rest follows in two pieces 50 ms apart).
     """
 
     isLeaf = True
@@ -172,8 +191,27 @@ class InfoResource(resource.Resource):
         if self.mode == "hang":
             self.hanging.append(request)
             return server.NOT_DONE_YET
-        Path(body["outPath"]).write_text(json.dumps(self.snapshot(), separators=(",", ":")))
+        if self.mode == "missing":
+            return b"null"
+        path = Path(body["outPath"])
+        data = json.dumps(self.snapshot(), separators=(",", ":")).encode()
+        if self.mode == "truncated":
+            path.write_bytes(data[: len(data) // 2])
+        elif self.mode == "slow":
+            from twisted.internet import reactor
+
+            third = len(data) // 3
+            path.write_bytes(data[:third])
+            for index, piece in enumerate((data[third : 2 * third], data[2 * third :])):
+                reactor.callLater(0.05 * (index + 1), self._append, path, piece)
+        else:
+            path.write_bytes(data)
         return b"null"
+
+    @staticmethod
+    def _append(path: Path, data: bytes) -> None:
+        with open(path, "ab") as handle:
+            handle.write(data)
 
 
 def listen_info(reactor, snapshot: Callable[[], Any]):

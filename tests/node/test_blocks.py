@@ -119,7 +119,8 @@ def _fixture_blocks(mainnet_data, mode, rows_per_chunk=None):
             lines[kind].append(
                 msgspec.json.encode(dict(last, block_number=last["block_number"] + 1, events=[]))
             )
-    assembler = BlockAssembler(mode)
+    gaps = []
+    assembler = BlockAssembler(mode, on_gap=lambda *a: gaps.append(a))
     blocks = []
     cursors = dict.fromkeys(lines, 0)
     # interleave the streams row by row, diffs first, as the node roughly does
@@ -128,6 +129,7 @@ def _fixture_blocks(mainnet_data, mode, rows_per_chunk=None):
             if cursors[kind] < len(lines[kind]):
                 blocks += assembler.add(kind, decode_line(kind, lines[kind][cursors[kind]]))
                 cursors[kind] += 1
+    assert gaps == []  # every block has a row in every stream, in both layouts
     return blocks
 
 
@@ -161,3 +163,78 @@ def test_fixture_same_trades_in_both_layouts(mainnet_data):
     assert results["by_block"] == results["streaming"]
     trades = [t for _, per_coin, _, _ in results["by_block"] for t in per_coin.get("BTC", [])]
     assert len(trades) == 2
+
+
+def test_streaming_gap_reported():
+    """Streaming: every block has a row in every stream, so a skipped height is a gap."""
+    gaps = []
+    assembler = BlockAssembler("streaming", on_gap=lambda *a: gaps.append(a))
+    for height in (1, 2):
+        for kind in ("statuses", "diffs", "fills"):
+            _feed(assembler, kind, height)
+    _feed(assembler, "statuses", 4)
+    assert gaps == [("statuses", 3, 4)]
+
+
+def test_streaming_empty_block_rows_give_consecutive_blocks():
+    """Blocks without events (one "events":[] row each) come out, none skipped."""
+    gaps = []
+    assembler = BlockAssembler("streaming", on_gap=lambda *a: gaps.append(a))
+    blocks = []
+    for height in range(1, 7):
+        for kind in ("fills", "diffs", "statuses"):
+            blocks += assembler.add(kind, _line(kind, height), at_file_start=height == 1)
+    assert [b.height for b in blocks] == [1, 2, 3, 4, 5]
+    assert gaps == []
+
+
+def test_streaming_unreadable_row_excuses_one_skipped_height():
+    """An unreadable fills row of unknown height: no gap, the blocks around lose trades."""
+    gaps = []
+    assembler = BlockAssembler("streaming", on_gap=lambda *a: gaps.append(a))
+    for kind in ("statuses", "diffs", "fills"):
+        assembler.add(kind, _line(kind, 1), at_file_start=True)
+    assembler.add_bad("fills", None)  # block 2's only fills row, unreadable
+    blocks = []
+    for height in (2, 3, 4):
+        for kind in ("statuses", "diffs"):
+            blocks += _feed(assembler, kind, height)
+    blocks += _feed(assembler, "fills", 3)
+    blocks += _feed(assembler, "fills", 4)
+    assert gaps == []
+    # it may have been a row of 1, 2 or 3: none of them can vouch for its trades
+    assert [(b.height, b.fills_ok) for b in blocks] == [(1, False), (2, False), (3, False)]
+    assembler.add_bad("fills", None)
+    assembler.add_bad("diffs", None)
+    _feed(assembler, "fills", 7)  # two heights skipped, one excused: a gap
+    assert gaps == [("fills", 5, 7)]
+
+
+def test_eviction_bound_when_one_stream_lags():
+    """A lagging stream: at most max_pending blocks held, drops reported with the
+    stream they waited for, its late lines for dropped blocks refused; later blocks
+    still assemble once it catches up."""
+    for mode in ("by_block", "streaming"):
+        drops = []
+        assembler = BlockAssembler(
+            mode, max_pending=5, on_drop=lambda h, waiting, d=drops: d.append((h, waiting))
+        )
+        for kind in ("statuses", "diffs", "fills"):
+            assembler.add(kind, _line(kind, 1), at_file_start=True)
+        held = []
+        for height in range(2, 12):
+            _feed(assembler, "diffs", height)
+            _feed(assembler, "fills", height)
+            held.append(height)
+            assert assembler.pending <= 5
+        first = 2 if mode == "by_block" else 1  # streaming: 1 waits for a statuses row of 2
+        assert drops == [(h, ["statuses"]) for h in range(first, 7)], mode
+        assert assembler.evicted_blocks == len(drops)
+        emitted = []
+        for height in held + [12]:
+            emitted += _feed(assembler, "statuses", height)
+        _feed(assembler, "diffs", 12)
+        emitted += _feed(assembler, "fills", 12)
+        heights = [b.height for b in emitted]
+        assert heights == [h for h in range(7, 13) if mode == "by_block" or h < 12], mode
+        assert assembler.pending <= 5

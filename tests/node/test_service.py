@@ -55,6 +55,8 @@ class Harness:
             self.settings, self.books, self.listener, self.metrics, reactor=reactor
         )
         self.service.retry_base_s = 0.05
+        self.service.retry_max_s = 0.2
+        self.service.snapshot_settle_s = 0.2
 
     def metric(self, name, *labels):
         return self.metrics.metrics["orderbook_node_" + name].get(*labels)
@@ -69,15 +71,16 @@ class Harness:
     def caught_up(self):
         return self.state() == "ready" and self.books.height == self.node.height
 
-    def assert_matches_node(self):
+    def assert_matches_node(self, document=None):
+        """Our book equals the node's (now, or as in ``document``): every order, in order."""
         reference = Books()
-        document = self.node.snapshot_document()
+        document = document or self.node.snapshot_document()
         for coin, (bids, asks) in document[1]:
             for side, entries in (("B", bids), ("A", asks)):
                 reference.load_orders(
                     coin, side, [(u, msgspec.convert(o, StatusOrder)) for u, o in entries]
                 )
-        assert self.books.height == self.node.height
+        assert self.books.height == document[0]
         for coin in set(reference.coins()) | set(self.books.coins()):
             assert self.books.compare_coin(reference, coin) == [], coin
 
@@ -275,3 +278,148 @@ def test_streaming_mode_follows_blocks(harness):
     yield wait_for(lambda: h.books.height == h.node.height - 1, what="5 blocks")
     assert [r.height for r in h.listener.results] == list(range(1001, 1006))
     assert h.state() == "ready"
+
+
+@pytest_twisted.inlineCallbacks
+def test_streaming_gap_resyncs_and_converges(harness):
+    """Streaming: a block missing from every stream is a gap; resync, then exact again."""
+    h = harness(mode="streaming")
+    h.service.startService()
+    yield wait_for(h.caught_up)
+    h.write(3)
+    yield wait_for(lambda: h.books.height == h.node.height - 1, what="3 blocks")
+    h.node.next_block()  # lost: never written
+    h.write(1)
+    yield wait_for(lambda: h.metric("resyncs_total") == 1, what="resync")
+    assert "skipped from block" in h.service.status()["reason"]
+    h.write(2)  # data flows again: a fresh snapshot at the node's height
+    yield wait_for(lambda: h.state() == "ready", what="resynced")
+    for _ in range(3):
+        state = h.node.snapshot_document()
+        h.write(1)  # completes the previous block
+        yield wait_for(lambda: h.books.height == h.node.height - 1, what="following again")
+        h.assert_matches_node(state)
+    assert h.metric("gaps_total") >= 1 and len(h.info.requests) == 2
+
+
+@pytest.mark.parametrize("mode", ["by_block", "streaming"])
+@pytest_twisted.inlineCallbacks
+def test_one_stream_stops_while_others_go_on(harness, mode):
+    """A silent stream makes the state stale naming it; its late lines bring it back."""
+    h = harness(mode=mode, stall_timeout_s=0.3)
+    h.service.startService()
+    yield wait_for(h.caught_up)
+    applied = h.books.height
+    for _ in range(3):
+        h.node.write_block(hold=("diffs",))
+    yield wait_for(lambda: h.state() == "stale", what="stale")
+    reason = h.service.status()["reason"]
+    assert reason.startswith("stream diffs stopped while the others go on"), reason
+    assert h.metric("stalls_total") == 1 and h.books.height == applied
+    h.node.release()
+    h.write(1)
+    expected = h.node.height - (1 if mode == "streaming" else 0)
+    yield wait_for(lambda: h.books.height == expected and h.state() == "ready", what="ready")
+    assert h.metric("resyncs_total") == 0 and len(h.info.requests) == 1
+    if mode == "by_block":
+        h.assert_matches_node()
+
+
+@pytest_twisted.inlineCallbacks
+def test_lagging_stream_bounded_then_resync_when_it_flows(harness):
+    """Beyond max_pending incomplete blocks the oldest is dropped (reason names the
+    stream); while that stream stays silent no snapshot is asked for; once it flows
+    again the book resyncs and converges."""
+    h = harness(stall_timeout_s=0.3)
+    h.service.assembler.max_pending = 4
+    h.service.startService()
+    yield wait_for(h.caught_up)
+
+    def others_go_on():
+        h.node.write_block(hold=("statuses",))
+        assert h.service.assembler.pending <= 4
+        return (
+            h.service._stopped_alone() == ["statuses"]
+            and h.state() == "resyncing"
+            and not h.service._syncing
+        )
+
+    yield wait_for(others_go_on, what="statuses silent while the others go on")
+    reason = h.service.status()["reason"]
+    assert "dropped: stream " in reason and "statuses" in reason, reason  # maybe via a snapshot
+    assert "more than 4 blocks behind" in reason
+    asked = len(h.info.requests)
+    for _ in range(6):
+        h.node.write_block(hold=("statuses",))
+    top = h.node.height
+    yield wait_for(lambda: h.service.status()["stream_heights"]["diffs"] == top)
+    assert len(h.info.requests) == asked and h.state() == "resyncing"
+    h.node.release()
+    h.write(2)
+    yield wait_for(h.caught_up, what="resynced")
+    h.assert_matches_node()
+    assert len(h.info.requests) == asked + 1
+
+
+@pytest.mark.parametrize("mode", ["missing", "truncated"])
+@pytest_twisted.inlineCallbacks
+def test_unusable_snapshot_file_retried(harness, mode):
+    """200 but no file / half a file: a reason naming the file, backoff, then ready."""
+    h = harness()
+    h.info.mode = mode
+    h.service.startService()
+    yield wait_for(lambda: h.metric("snapshot_failures_total") >= 2, what="retries")
+    status = h.service.status()
+    assert status["state"] == "bootstrapping"
+    assert "snap.json" in status["reason"] and ("missing" in status["reason"]) == (
+        mode == "missing"
+    )
+    assert h.service._retry_delay >= 4 * h.service.retry_base_s  # doubling
+    h.info.mode = "ok"
+    h.write(1)
+    yield wait_for(h.caught_up, what="ready after retries")
+    h.assert_matches_node()
+
+
+@pytest_twisted.inlineCallbacks
+def test_slowly_written_snapshot_file_is_waited_for(harness):
+    """A snapshot file still being written when the node answers is loaded once whole."""
+    h = harness()
+    h.info.mode = "slow"
+    h.service.startService()
+    yield wait_for(h.caught_up, what="ready")
+    assert h.metric("snapshot_failures_total") == 0
+    h.write(2)
+    yield wait_for(h.caught_up)
+    h.assert_matches_node()
+
+
+@pytest_twisted.inlineCallbacks
+def test_stale_snapshot_file_never_loaded(harness, tmp_path):
+    """An old file at snapshot_path is removed before asking: a node that writes nothing
+    fails clearly instead of handing us yesterday's book."""
+    h = harness()
+    h.settings.snapshot_path.write_text('[5,[["BTC",[[],[]]]]]')
+    h.info.mode = "missing"
+    h.service.startService()
+    yield wait_for(lambda: h.metric("snapshot_failures_total") >= 1)
+    assert "missing" in h.service.status()["reason"] and h.books.height is None
+
+
+@pytest_twisted.inlineCallbacks
+def test_validation_catches_an_older_snapshot_up_in_slices(harness):
+    """A snapshot 3 blocks behind is brought to the live height with the retained
+    blocks (one per turn with a zero budget), then compared coin by coin."""
+    h = harness()
+    h.service.turn_budget_s = 0
+    h.service.startService()
+    yield wait_for(h.caught_up)
+    old = h.node.snapshot_document()
+    h.write(3)
+    yield wait_for(h.caught_up)
+    h.info.snapshot = lambda: old
+    h.books.adopt_coin(Books(), "@107")
+    yield h.service.validate()
+    assert h.listener.resets[-1] == {"@107"}
+    assert h.metric("validation_mismatched_coins_total") == 1
+    h.assert_matches_node()

@@ -6,11 +6,17 @@ import json
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer
+from twisted.internet import defer, task
 
 from orderbook.book.books import Books
-from orderbook.node.snapshot import SnapshotError, load_snapshot, request_snapshot
-from tests.node.support import listen_info, order
+from orderbook.node.snapshot import (
+    SnapshotError,
+    load_snapshot,
+    remove_old,
+    request_snapshot,
+    wait_until_written,
+)
+from tests.node.support import listen_info, order, wait_for
 
 
 def _document():
@@ -41,16 +47,60 @@ def _books_equal(left: Books, right: Books) -> None:
         assert left.l4_snapshot(coin) == right.l4_snapshot(coin)
 
 
+class CountingBooks(Books):
+    """Books that records the size of every load_orders slice."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.slices: list[tuple[str, str, int]] = []
+
+    def load_orders(self, coin, side, entries):
+        entries = list(entries)
+        self.slices.append((coin, side, len(entries)))
+        super().load_orders(coin, side, entries)
+
+
 @pytest_twisted.inlineCallbacks
 def test_sliced_load_equals_whole_load(tmp_path):
     """Tiny slices (many reactor turns) load exactly what one whole decode loads."""
     path = tmp_path / "snap.json"
     path.write_text(json.dumps(_document(), separators=(",", ":")))
-    sliced = yield load_snapshot(path, Books, slice_bytes=100)
-    whole = yield load_snapshot(path, Books, slice_bytes=1 << 30)
+    sliced = yield load_snapshot(path, CountingBooks, slice_bytes=100)
+    whole = yield load_snapshot(path, CountingBooks, slice_bytes=1 << 30)
     assert sliced.height == 42
     assert len(sliced.l4_snapshot("ETH")["levels"][0]) == 500
     _books_equal(sliced, whole)
+    eth_slices = [n for coin, side, n in sliced.slices if coin == "ETH"]
+    assert len(eth_slices) > 100 and sum(eth_slices) == 500  # the byte scanner sliced it
+    assert [n for coin, _, n in whole.slices if coin == "ETH"] == [500, 0]
+    assert ("@107", "B", 0) in sliced.slices  # empty coins exist in both loads
+    assert whole.coins() == sliced.coins()
+
+
+@pytest_twisted.inlineCallbacks
+def test_empty_snapshot(tmp_path):
+    """A node with no coins at all gives an empty Books at its height."""
+    path = tmp_path / "snap.json"
+    path.write_bytes(b"[7,[]]")
+    books = yield load_snapshot(path, CountingBooks)
+    assert (books.height, books.coins(), books.slices) == (7, [], [])
+
+
+@pytest_twisted.inlineCallbacks
+def test_damaged_compact_file_is_not_decoded_whole(tmp_path):
+    """A compact file the scanner cannot follow is an error, not a slow whole decode."""
+    compact = json.dumps(_document(), separators=(",", ":"))
+    path = tmp_path / "snap.json"
+    path.write_text(compact.replace('}],["0x', '}]x["0x', 1))
+    books: list[CountingBooks] = []
+
+    def make():
+        books.append(CountingBooks())
+        return books[-1]
+
+    with pytest.raises(SnapshotError, match="snap.json is (damaged|not valid)"):
+        yield load_snapshot(path, make, slice_bytes=100)
+    assert len(books) == 1  # no second (whole-decode) attempt
 
 
 @pytest_twisted.inlineCallbacks
@@ -75,7 +125,15 @@ def test_markets_filter_applies_to_loaded_books(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content", [b"", b"[1, [", b'[1,[["BTC",[[["0xa",{"coin":"BTC"}]],[]]]]]', b"nonsense"]
+    "content",
+    [
+        b"",
+        b"[1, [",
+        b'[1,[["BTC",[[["0xa",{"coin":"BTC"}]],[]]]]]',
+        b"nonsense",
+        json.dumps(_document(), separators=(",", ":")).encode()[:-2],
+        json.dumps(_document(), separators=(",", ":")).encode()[:5000] + b"]",
+    ],
 )
 @pytest_twisted.inlineCallbacks
 def test_broken_files_fail_clearly(tmp_path, content):
@@ -129,3 +187,71 @@ def test_request_500_and_timeout_fail(tmp_path, reactor):
             if not request.finished and not request._disconnected:
                 request.finish()
         yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_cancelled_load_stops_slicing(tmp_path, reactor):
+    """Cancelling a load stops its slices: the staging Books gets no more orders."""
+    path = tmp_path / "snap.json"
+    entries = [[f"0x{i:040x}", order("ETH", "B", "100.0", "1", i + 1)] for i in range(20_000)]
+    path.write_text(json.dumps([9, [["ETH", [entries, []]]]], separators=(",", ":")))
+    made: list[CountingBooks] = []
+    loading = load_snapshot(path, lambda: made.append(CountingBooks()) or made[-1], 100)
+    yield wait_for(lambda: made and made[0].slices, what="first slice")
+    loading.cancel()
+    sliced = len(made[0].slices)
+    yield task.deferLater(reactor, 0.05, lambda: None)
+    assert len(made[0].slices) == sliced < 20_000
+    with pytest.raises(defer.CancelledError):
+        yield loading
+
+
+def _grow(reactor, path, chunks, delay):
+    """Append ``chunks`` to ``path``, one every ``delay`` seconds."""
+    for index, chunk in enumerate(chunks):
+        reactor.callLater(delay * (index + 1), lambda c=chunk: path.open("ab").write(c))
+
+
+@pytest_twisted.inlineCallbacks
+def test_wait_until_written_follows_a_slow_writer(tmp_path, reactor):
+    """A snapshot written in pieces is only handed over once whole and quiet."""
+    path = tmp_path / "snap.json"
+    data = json.dumps(_document(), separators=(",", ":")).encode()
+    path.write_bytes(data[:1000])
+    _grow(reactor, path, [data[1000:5000], data[5000:-1], data[-1:]], 0.05)
+    size = yield defer.Deferred.fromCoroutine(wait_until_written(reactor, path, 5, quiet_s=1))
+    assert size == len(data) == path.stat().st_size
+
+
+@pytest.mark.parametrize("content", [None, b"", b'[1,[["BTC",[[["0xa",{"coin":"BT'])
+@pytest_twisted.inlineCallbacks
+def test_wait_until_written_gives_up_on_missing_or_truncated(tmp_path, reactor, content):
+    """Missing, empty or cut files that stop changing fail, naming the file."""
+    path = tmp_path / "snap.json"
+    if content is not None:
+        path.write_bytes(content)
+    problem = "missing" if content is None else "incomplete"
+    with pytest.raises(SnapshotError, match=f"snap.json {problem}"):
+        yield defer.Deferred.fromCoroutine(wait_until_written(reactor, path, 5, quiet_s=0.1))
+
+
+@pytest_twisted.inlineCallbacks
+def test_wait_until_written_deadline(tmp_path, reactor):
+    """A file that keeps growing without ever finishing fails at the deadline."""
+    path = tmp_path / "snap.json"
+    path.write_bytes(b"[")
+    _grow(reactor, path, [b"1"] * 40, 0.02)
+    with pytest.raises(SnapshotError, match="still being written after 0.3 s"):
+        yield defer.Deferred.fromCoroutine(wait_until_written(reactor, path, 0.3, quiet_s=1))
+
+
+def test_remove_old(tmp_path):
+    """An old snapshot is removed before asking; a missing one is fine; a dir is an error."""
+    old = tmp_path / "snap.json"
+    old.write_text("[1,[]]")
+    remove_old(old)
+    remove_old(old)
+    assert not old.exists()
+    (tmp_path / "dir.json").mkdir()
+    with pytest.raises(SnapshotError, match="cannot remove the old snapshot .*dir.json"):
+        remove_old(tmp_path / "dir.json")

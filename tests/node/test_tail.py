@@ -43,8 +43,11 @@ def _append(path, data: bytes):
 def tailer_of(reactor):
     made = []
 
-    def make(root, collector, recheck=60.0):
-        tailer = NodeTailer({"s": root}, collector.deliver, collector.report, reactor, recheck)
+    def make(root, collector, recheck=60.0, streams=None, **options):
+        streams = streams or {"s": root}
+        tailer = NodeTailer(
+            streams, collector.deliver, collector.report, reactor, recheck, **options
+        )
         made.append(tailer)
         tailer.start()
         return tailer
@@ -164,3 +167,61 @@ def test_stream_appears_later(tmp_path, tailer_of):
     (root / "20260430").mkdir(parents=True)
     (root / "20260430" / "3").write_bytes(b"first\n")
     yield wait_for(lambda: collector.texts() == [b"first"])
+
+
+class StepTimer:
+    """A clock that advances one unit per reading: 'time' is a count of checks."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        self.now += 1
+        return self.now
+
+
+@pytest_twisted.inlineCallbacks
+def test_burst_is_spread_over_turns_in_order(tmp_path, tailer_of):
+    """A big burst in two streams: bounded lines per reactor turn, both streams served
+    from the first turns on, every line exactly once and in file order."""
+    roots = {}
+    for name in ("a", "b"):
+        roots[name] = tmp_path / name / "hourly"
+        (roots[name] / "20260430").mkdir(parents=True)
+        (roots[name] / "20260430" / "7").write_bytes(b"")
+    seen: list[tuple[str, int, bytes]] = []
+    per_turn: dict[int, int] = {}
+
+    def deliver(stream, path, batch):
+        turn = tailer.turns
+        per_turn[turn] = per_turn.get(turn, 0) + len(batch)
+        seen.extend((stream, turn, line) for _, line in batch)
+
+    collector = Collector()
+    collector.deliver = deliver
+    tailer = tailer_of(None, collector, streams=roots, turn_budget_s=5, timer=StepTimer())
+    payload = {n: [b"%s%05d" % (n.encode(), i) + b"x" * 900 for i in range(3000)] for n in roots}
+    for name, lines in payload.items():  # ~2.7 MB each, landing at once
+        (roots[name] / "20260430" / "7").write_bytes(b"\n".join(lines) + b"\n")
+    yield wait_for(lambda: len(seen) == 6000, what="6000 lines")
+    for name, lines in payload.items():
+        assert [line for stream, _, line in seen if stream == name] == lines
+    assert max(per_turn.values()) <= 8 and len(per_turn) > 700
+    first_turns = {stream for stream, turn, _ in seen if turn <= min(per_turn) + 1}
+    assert first_turns == {"a", "b"}
+    assert collector.problems == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_rotation_waits_for_burst_delivery(hourly, tailer_of):
+    """A file finished mid-burst: its remaining lines come before the next file's."""
+    first = hourly / "20260430" / "10"
+    first.write_bytes(b"")
+    collector = Collector()
+    tailer_of(hourly, collector, turn_budget_s=3, timer=StepTimer())
+    first.write_bytes(b"".join(b"a%03d\n" % i for i in range(300)))
+    (hourly / "20260430" / "11").write_bytes(b"".join(b"b%03d\n" % i for i in range(300)))
+    yield wait_for(lambda: len(collector.lines) == 600, what="600 lines")
+    assert collector.texts() == [b"a%03d" % i for i in range(300)] + [
+        b"b%03d" % i for i in range(300)
+    ]

@@ -295,7 +295,9 @@ def test_l4_topic_carries_updates_and_a_snapshot_after_reset(world: World) -> No
     subscribe(session, link, "orderbook.l4book.ETH")
     world.registry.block_applied(BlockResult(height=101, time_ms=7, updates={"ETH": CoinUpdate()}))
     update = link.last()
-    assert update.args == [{"time": 7, "height": 101, "order_statuses": [], "book_diffs": []}]
+    assert update.args == [
+        {"coin": "ETH", "time": 7, "height": 101, "order_statuses": [], "book_diffs": []}
+    ]
     world.registry.books_reset({"ETH"})
     snapshot = link.last()
     assert snapshot.kwargs == {"part": "Snapshot"}
