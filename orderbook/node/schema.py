@@ -55,28 +55,28 @@ class LineError(Exception):
         self.block_time = block_time
 
 
-class Header(msgspec.Struct):
+class Header(msgspec.Struct, gc=False):
     """The envelope without its events (to name the block of a bad line)."""
 
     block_number: int
     block_time: str
 
 
-class StatusLine(msgspec.Struct):
+class StatusLine(msgspec.Struct, gc=False):
     local_time: str
     block_time: str
     block_number: int
     events: list[OrderStatus]
 
 
-class DiffLine(msgspec.Struct):
+class DiffLine(msgspec.Struct, gc=False):
     local_time: str
     block_time: str
     block_number: int
     events: list[BookDiff]
 
 
-class FillLine(msgspec.Struct):
+class FillLine(msgspec.Struct, gc=False):
     local_time: str
     block_time: str
     block_number: int

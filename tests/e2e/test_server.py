@@ -22,7 +22,7 @@ import pytest
 
 from tests.e2e.browser import WebSocketClient
 from tests.e2e.l4client import L4Book, comparable, request_snapshot
-from tests.e2e.procs import free_port, spawn_simulator, spawn_twistd, wait_until
+from tests.e2e.procs import REPO, free_port, spawn_simulator, spawn_twistd, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -39,28 +39,6 @@ validate_interval_s = 0
 [server]
 listen = tcp:{port}:interface=127.0.0.1
 path = /ws
-"""
-
-DEMO_INI = """\
-[simulator]
-enabled = yes
-seed = 3
-blocks_per_second = 14.5
-scale = 0.05
-info_port = {info_port}
-
-[node]
-data_dir = {tmp}/demo/hl/data
-info_url = http://127.0.0.1:{info_port}/info
-snapshot_path = {tmp}/demo/snapshot.json
-
-[tls]
-certificate = {tmp}/tls/cert.pem
-private_key = {tmp}/tls/key.pem
-self_signed = yes
-
-[server]
-listen = ssl:{port}:interface=127.0.0.1
 """
 
 
@@ -138,10 +116,12 @@ def test_twistd_listens_and_stops_on_sigterm(tmp_path):
 
 
 def test_demo_streams_every_channel_to_an_official_api_client(tmp_path):
-    """etc/demo.ini's shape: simulator + server over TLS; l2Book, trades, bbo, l4Book flow."""
+    """etc/demo.ini as shipped (ports moved): l2Book, trades, bbo, l4Book flow over TLS."""
     port, info_port = free_port(), free_port()
     config = tmp_path / "demo.ini"
-    config.write_text(DEMO_INI.format(tmp=tmp_path, port=port, info_port=info_port))
+    demo = (REPO / "etc" / "demo.ini").read_text()
+    assert "ssl:8000:" in demo and "3001" in demo
+    config.write_text(demo.replace("ssl:8000:", f"ssl:{port}:").replace("3001", str(info_port)))
     server = spawn_twistd(config, tmp_path)
     try:
         server.wait_for(rf"listening on 127\.0\.0\.1:{port} \(tls\)", timeout=60)
