@@ -6,6 +6,7 @@ pattern (with a deadline), never for a fixed time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -57,7 +58,11 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 class Proc:
-    """A child process whose combined output goes to ``log_path``."""
+    """A child process whose combined output goes to ``log_path``.
+
+    It leads its own process group, so stopping it also ends whatever it
+    forked (crossbar's router workers), even when the leader must be killed.
+    """
 
     def __init__(self, args: list[str], log_path: Path, cwd: Path | None = None) -> None:
         self.args = args
@@ -70,6 +75,7 @@ class Proc:
             stdin=subprocess.DEVNULL,
             cwd=cwd,
             env=child_env(),
+            start_new_session=True,
         )
 
     def output(self) -> str:
@@ -91,15 +97,19 @@ class Proc:
         return wait_until(found, timeout, f"{pattern!r} in {self.log_path}")  # type: ignore[return-value]
 
     def stop(self, timeout: float = 15.0) -> int:
-        """SIGTERM, then wait; SIGKILL if it does not exit in time. Returns the exit code."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout)
-        self._log.close()
+        """SIGTERM, then wait; SIGKILL if it does not exit in time; then SIGKILL its group."""
+        try:
+            if self.popen.poll() is None:
+                self.popen.send_signal(signal.SIGTERM)
+                try:
+                    self.popen.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.popen.kill()
+                    self.popen.wait(timeout)
+        finally:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self._log.close()
         return self.popen.returncode
 
 

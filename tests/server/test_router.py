@@ -7,11 +7,7 @@ callee; clients join anonymously and may only subscribe and call.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +23,7 @@ from orderbook.book.books import BlockResult, CoinUpdate
 from orderbook.config import WampSettings
 from orderbook.metrics import Registry as MetricsRegistry
 from orderbook.server.router import RouterPublisher
-from tests.e2e.procs import REPO, Proc, child_env, free_port
+from tests.e2e.procs import REPO, Proc, free_port
 from tests.server.harness import small_books, until
 from tests.server.test_wamp_protocol import TRADE, Probe, WampHarness
 
@@ -116,33 +112,6 @@ def crossbar_config(port: int) -> dict[str, Any]:
     }
 
 
-class GroupProc(Proc):
-    """A :class:`Proc` leading its own process group: crossbar forks its router workers,
-    and stopping must not leave one behind even when the controller has to be killed."""
-
-    def __init__(self, args: list[str], log_path: Path, cwd: Path) -> None:
-        self.args = args
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.popen = subprocess.Popen(
-            args,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=cwd,
-            env=child_env(),
-            start_new_session=True,
-        )
-
-    def stop(self, timeout: float = 15.0) -> int:
-        """SIGTERM the controller (it stops its workers), then SIGKILL whatever is left."""
-        try:
-            return super().stop(timeout)
-        finally:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-
-
 class Crossbar:
     """A Crossbar.io node in a temporary directory, started and stopped by the test."""
 
@@ -152,13 +121,13 @@ class Crossbar:
         self.cbdir = workdir / ".crossbar"
         self.cbdir.mkdir(parents=True)
         (self.cbdir / "config.json").write_text(json.dumps(crossbar_config(self.port)))
-        self.proc: GroupProc | None = None
+        self.proc: Proc | None = None
         self.starts = 0
 
     def start(self) -> None:
         self.starts += 1
         args = [str(CROSSBAR), "start", "--cbdir", str(self.cbdir)]
-        self.proc = GroupProc(args, self.workdir / f"crossbar-{self.starts}.log", self.workdir)
+        self.proc = Proc(args, self.workdir / f"crossbar-{self.starts}.log", self.workdir)
 
     def wait_ready(self) -> None:
         assert self.proc is not None
