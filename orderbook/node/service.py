@@ -240,7 +240,10 @@ class IngestService(Service):
         changed = state != self._state
         self._state, self._reason = state, reason
         if changed:
-            self._log.info("ingest: state {state} ({reason})", state=state, reason=reason)
+            if reason:
+                self._log.info("ingest: state {state} ({reason})", state=state, reason=reason)
+            else:
+                self._log.info("ingest: state {state}", state=state)
             self._tell("state_changed", self.status())
 
     def _synced(self) -> bool:

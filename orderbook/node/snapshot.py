@@ -32,7 +32,7 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
-from twisted.web.client import Agent, FileBodyProducer
+from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
 from orderbook.book.books import Books
@@ -69,7 +69,9 @@ async def request_snapshot(reactor, info_url: str, out_path: Path, timeout_s: fl
     after ``timeout_s`` seconds.
     """
 
-    agent = Agent(reactor)
+    pool = HTTPConnectionPool(reactor, persistent=False)
+    pool._factory.noisy = False  # no "Starting factory" lines for every snapshot request
+    agent = Agent(reactor, pool=pool)
     producer = FileBodyProducer(BytesIO(request_body(out_path)))
     headers = Headers({b"Content-Type": [b"application/json"]})
     deadline = reactor.seconds() + timeout_s

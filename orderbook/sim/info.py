@@ -170,6 +170,6 @@ def make_site(
     root = Resource()
     root.putChild(b"info", InfoResource(snapshot, faults))
     root.putChild(b"control", ControlResource(control))
-    site = Site(root)
+    site = Site(root, logPath="/dev/null")  # no access log lines for every request
     site.noisy = False
     return site
