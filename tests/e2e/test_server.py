@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import time
 import urllib.error
@@ -126,6 +127,10 @@ def test_demo_streams_every_channel_to_an_official_api_client(tmp_path):
     try:
         server.wait_for(rf"listening on 127\.0\.0\.1:{port} \(tls\)", timeout=60)
         wait_until(lambda: http_get(f"https://127.0.0.1:{port}/health")[0] == 200, 60, "ready")
+        assert tls_version(port, ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
+        assert tls_version(port, ssl.TLSVersion.TLSv1_3) == "TLSv1.3"
+        with pytest.raises(ssl.SSLError):
+            tls_version(port, ssl.TLSVersion.TLSv1_1)  # TLS 1.2 is the minimum
         client = Client(f"wss://127.0.0.1:{port}/ws")
         subscriptions = [
             {"type": "l2Book", "coin": "BTC"},
@@ -141,6 +146,20 @@ def test_demo_streams_every_channel_to_an_official_api_client(tmp_path):
         client.close()
     finally:
         assert server.stop() in (0, -15)
+
+
+def tls_version(port: int, version: ssl.TLSVersion) -> str | None:
+    """Handshake with exactly ``version``; the negotiated protocol name."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the client offer old versions at all
+    context.minimum_version = context.maximum_version = version
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw) as tls,
+    ):
+        return tls.version()
 
 
 def collect_channels(client: Client, wanted: set[str], timeout: float) -> dict[str, int]:
