@@ -7,24 +7,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.web import resource, server
 
 from orderbook.node.schema import DIRECTORIES
+from tests.polling import until
 
 MAINNET_DAY = "20260430"
 
 
-@defer.inlineCallbacks
 def wait_for(condition: Callable[[], Any], timeout: float = 5.0, what: str = "condition"):
-    """Poll ``condition`` on the reactor until true; fail after ``timeout`` seconds."""
-    from twisted.internet import reactor
-
-    deadline = reactor.seconds() + timeout
-    while not condition():
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        yield task.deferLater(reactor, 0.01, lambda: None)
+    """A Deferred that fires once ``condition()`` is true (fails after ``timeout`` s)."""
+    return defer.ensureDeferred(until(condition, timeout, what))
 
 
 def block_time(height: int) -> str:

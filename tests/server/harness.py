@@ -25,6 +25,7 @@ from orderbook.feed.registry import Registry
 from orderbook.metrics import Registry as MetricsRegistry
 from orderbook.server.site import make_site
 from orderbook.tls import make_self_signed
+from tests import polling
 
 TIMEOUT = 5.0
 
@@ -190,13 +191,7 @@ def _accept_response(response: Any) -> Any:
 
 async def until(reactor: Any, condition: Any, timeout: float = TIMEOUT) -> None:
     """Wait (polling the reactor) until ``condition()`` is true, or fail at the deadline."""
-    from twisted.internet import task
-
-    deadline = reactor.seconds() + timeout
-    while not condition():
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await task.deferLater(reactor, 0.01, lambda: None)
+    await polling.until(condition, timeout, "the condition", reactor)
 
 
 def encode(value: Any) -> bytes:
