@@ -35,6 +35,8 @@ import os
 import platform
 import random
 import statistics
+import struct
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -48,6 +50,7 @@ from orderbook.book.books import Books, freeze_after_load
 from orderbook.book.events import Block, StatusOrder
 from orderbook.book.order import iso_to_ms
 from orderbook.node import schema
+from orderbook.node.decoder import strip_rejections
 
 MAINNET_BLOCKS_PER_S = 14.5
 TARGET_FACTOR = 40
@@ -375,6 +378,64 @@ def bench_blocks(
     return {mode: summarize(results, size) for mode, results in runs.items()}
 
 
+class DecoderPipe:
+    """The production statuses decoder child, driven synchronously over its pipes."""
+
+    def __init__(self) -> None:
+        self.child = subprocess.Popen(
+            [sys.executable, "-m", "orderbook.node.decoder"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+
+    def strip(self, raw: bytes) -> bytes:
+        self.child.stdin.write(struct.pack(">I", len(raw)) + raw)
+        self.child.stdin.flush()
+        (size,) = struct.unpack(">I", self.child.stdout.read(4))
+        return self.child.stdout.read(size)
+
+    def close(self) -> None:
+        self.child.stdin.close()
+        self.child.wait(10)
+
+
+def bench_decode_worker(
+    books: Books, lines: list[tuple[bytes, bytes, bytes]], passes: int
+) -> dict[str, Any]:
+    """Blocks through the decoder child (GC on, as the server runs): the reactor core's
+    CPU per block (pipe I/O + decode of the stripped line + apply), and the child's CPU
+    per statuses line (measured on the same code in this process)."""
+    pipe = DecoderPipe()
+    size = len(lines) // passes
+    rates, main_ms = [], []
+    freeze_after_load()
+    try:
+        for index in range(passes):
+            chunk = lines[index * size : (index + 1) * size]
+            start = time.process_time()
+            for raw_statuses, raw_diffs, raw_fills in chunk:
+                t0 = time.process_time()
+                block = decode_block(pipe.strip(raw_statuses), raw_diffs, raw_fills)
+                books.apply_block(block)
+                main_ms.append((time.process_time() - t0) * 1e3)
+            rates.append(len(chunk) / (time.process_time() - start))
+    finally:
+        gc.unfreeze()
+        pipe.close()
+    strip_ms = [
+        median_call(lambda raw=raw: strip_rejections(raw), 1) * 1e3 for raw, _, _ in lines[:50]
+    ]
+    stripped = [len(strip_rejections(raw)) / len(raw) for raw, _, _ in lines[:50]]
+    return {
+        "main_cpu_blocks_per_s_median": statistics.median(rates),
+        "main_cpu_blocks_per_s_best": max(rates),
+        "main_block_ms_p50": percentile(main_ms, 0.5),
+        "main_block_ms_p99": percentile(main_ms, 0.99),
+        "child_strip_ms_p50": statistics.median(strip_ms),
+        "stripped_size_ratio": statistics.median(stripped),
+    }
+
+
 def summarize(results: list[dict[str, Any]], size: int) -> dict[str, Any]:
     cpu_rates = [r["cpu_blocks_per_s"] for r in results]
     wall_rates = [r["wall_blocks_per_s"] for r in results]
@@ -535,6 +596,18 @@ def main(argv: list[str] | None = None) -> None:
             f"{result['apply_ms_p50']:.2f}), p99 {result['block_ms_p99']:.2f} ms"
         )
     print(f"load average {load_before} before the block passes, {load_after} after")
+    following = range(args.blocks + 1, args.blocks + 1 + args.blocks // 2)
+    more = [gen.block(h, args.diffs, args.statuses) for h in following]  # blocks not yet applied
+    worker = bench_decode_worker(books, more, args.passes)
+    rate = worker["main_cpu_blocks_per_s_median"]
+    print(
+        f"blocks with the statuses decoder child (GC on, [node] decode_worker = yes): reactor "
+        f"core CPU {rate:.0f} blocks/s median, {worker['main_cpu_blocks_per_s_best']:.0f} best = "
+        f"{rate / MAINNET_BLOCKS_PER_S:.1f}x mainnet (target {TARGET_FACTOR}x); per block p50 "
+        f"{worker['main_block_ms_p50']:.2f} ms, p99 {worker['main_block_ms_p99']:.2f} ms; the child "
+        f"spends {worker['child_strip_ms_p50']:.2f} ms a statuses line (its own core) and sends "
+        f"back {worker['stripped_size_ratio']:.0%} of it"
+    )
     views = bench_views(books)
     print(
         f"views on BTC ({views['btc_orders']} orders, {views['btc_levels']} levels): top-20 "
@@ -559,6 +632,7 @@ def main(argv: list[str] | None = None) -> None:
         "load": load,
         "gc": gcs,
         "blocks": blocks,
+        "decode_worker": worker,
         "views": views,
     }
     print(json.dumps(meta, indent=2))

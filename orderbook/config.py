@@ -40,6 +40,7 @@ class NodeSettings:
     recheck_interval_s: float = 1.0
     max_buffered_blocks: int = 20_000
     markets: frozenset[str] = frozenset(MARKETS)
+    decode_worker: bool = True
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,7 @@ PARSERS: dict[tuple[str, str], Callable[[str], Any]] = {
     ("node", "recheck_interval_s"): _number(float, 0.01),
     ("node", "max_buffered_blocks"): _number(int, 1),
     ("node", "markets"): _markets,
+    ("node", "decode_worker"): _boolean,
     ("tls", "certificate"): _optional_path,
     ("tls", "private_key"): _optional_path,
     ("tls", "self_signed"): _boolean,

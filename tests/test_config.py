@@ -50,6 +50,7 @@ validate_interval_s = 0
 recheck_interval_s = 0.5
 max_buffered_blocks = 100
 markets = perps, hip3
+decode_worker = no
 [tls]
 certificate = {tmp_path}/cert.pem
 private_key = {tmp_path}/key.pem
@@ -104,6 +105,7 @@ info_port = 0
             recheck_interval_s=0.5,
             max_buffered_blocks=100,
             markets=frozenset({"perps", "hip3"}),
+            decode_worker=False,
         ),
         tls=TLSSettings(
             certificate=tmp_path / "cert.pem", private_key=tmp_path / "key.pem", self_signed=False

@@ -40,9 +40,11 @@ from orderbook.book.events import Block
 from orderbook.config import NodeSettings
 from orderbook.metrics import Registry
 from orderbook.node.blocks import BlockAssembler
+from orderbook.node.decoder import StatusesDecoder
 from orderbook.node.schema import (
     DIRECTORIES,
     FILLS,
+    STATUSES,
     STREAM_KINDS,
     LineError,
     coin_filter,
@@ -116,6 +118,9 @@ class IngestService(Service):
             max_pending=self.max_pending_blocks,
             on_drop=self._block_dropped,
         )
+        self.decoder = (
+            StatusesDecoder(reactor) if settings.decode_worker and not self.streaming else None
+        )
         directories = DIRECTORIES[settings.mode]
         self.tailer = NodeTailer(
             {kind: Path(settings.data_dir) / directories[kind] / "hourly" for kind in STREAM_KINDS},
@@ -150,6 +155,8 @@ class IngestService(Service):
         super().startService()
         self._last_block_wall = self.clock_now()
         self._stream_wall = dict.fromkeys(STREAM_KINDS, self._last_block_wall)
+        if self.decoder is not None:
+            self.decoder.start()
         self.tailer.start(at_end=True)
         self._watchdog.start(min(1.0, self.settings.stall_timeout_s / 4), now=False)
         self._schedule_validation()
@@ -159,6 +166,8 @@ class IngestService(Service):
         super().stopService()
         self._generation += 1
         self.tailer.stop()
+        if self.decoder is not None:
+            self.decoder.stop()
         if self._watchdog.running:
             self._watchdog.stop()
         for call in (self._retry_call, self._validation_call):
@@ -253,18 +262,8 @@ class IngestService(Service):
     def _lines(self, kind: str, path: Path, batch: LineBatch) -> None:
         self._stream_wall[kind] = self.clock_now()
         for offset, raw in batch:
-            try:
-                self._line(kind, path, offset, raw)
-            except Exception:
-                self._log.failure(
-                    "ingest: {stream} line at {path}:{offset} crashed",
-                    stream=kind,
-                    path=path,
-                    offset=offset,
-                )
-                self._need_resync(f"internal error on a {kind} line", None)
-        if self._resync_wanted and not self._syncing and self._retry_call is None:
-            self._start_sync()
+            self._line(kind, path, offset, raw)
+        self._sync_if_wanted()
 
     def _line(self, kind: str, path: Path, offset: int, raw: bytes | None) -> None:
         if raw is None:
@@ -272,15 +271,40 @@ class IngestService(Service):
             return
         if not raw.strip():
             return
+        if kind == STATUSES and self.decoder is not None:
+            self.decoder.submit(raw, lambda line: self._decoded_later(path, offset, line))
+            return
+        self._decoded(kind, path, offset, raw)
+
+    def _decoded_later(self, path: Path, offset: int, raw: bytes) -> None:
+        """A statuses line back from the decoder process (in file order)."""
+        self._decoded(STATUSES, path, offset, raw)
+        self._sync_if_wanted()
+
+    def _decoded(self, kind: str, path: Path, offset: int, raw: bytes) -> None:
+        """Decode, assemble and apply one line: the error boundary of a line."""
         try:
-            line = decode_line(kind, raw)
-        except LineError as exc:
-            self._bad_line(kind, path, offset, exc.height, str(exc))
-            blocks = self.assembler.add_bad(kind, exc.height, exc.block_time)
-        else:
-            blocks = self.assembler.add(kind, line, at_file_start=offset == 0)
-        for block in blocks:
-            self._block(block)
+            try:
+                line = decode_line(kind, raw)
+            except LineError as exc:
+                self._bad_line(kind, path, offset, exc.height, str(exc))
+                blocks = self.assembler.add_bad(kind, exc.height, exc.block_time)
+            else:
+                blocks = self.assembler.add(kind, line, at_file_start=offset == 0)
+            for block in blocks:
+                self._block(block)
+        except Exception:
+            self._log.failure(
+                "ingest: {stream} line at {path}:{offset} crashed",
+                stream=kind,
+                path=path,
+                offset=offset,
+            )
+            self._need_resync(f"internal error on a {kind} line", None)
+
+    def _sync_if_wanted(self) -> None:
+        if self._resync_wanted and not self._syncing and self._retry_call is None:
+            self._start_sync()
 
     def _unreadable(self, kind: str, path: Path, offset: int, problem: str) -> None:
         self._bad_line(kind, path, offset, None, problem)

@@ -1,0 +1,121 @@
+"""The statuses decoder process: rejections stripped on another core, order kept."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import struct
+
+import msgspec
+import pytest
+import pytest_twisted
+
+from orderbook.node import decoder
+from orderbook.node.decoder import StatusesDecoder, serve, strip_rejections
+from orderbook.node.schema import STATUSES, decode_line
+from tests.node.support import wait_for
+
+STATUSES_FILE = "node_order_statuses_by_block/hourly/20260430/20"
+
+
+def statuses_lines(mainnet_data) -> list[bytes]:
+    return (mainnet_data / STATUSES_FILE).read_bytes().splitlines()
+
+
+def test_strip_keeps_everything_but_rejections(mainnet_data):
+    """Every non-rejected status survives, in order, with its raw order; the envelope too."""
+    kept_total = 0
+    for raw in statuses_lines(mainnet_data):
+        full, stripped = decode_line(STATUSES, raw), decode_line(STATUSES, strip_rejections(raw))
+        wanted = [s for s in full.events if not s.status.endswith("Rejected")]
+        assert stripped.events == wanted
+        assert (stripped.block_number, stripped.block_time, stripped.local_time) == (
+            full.block_number,
+            full.block_time,
+            full.local_time,
+        )
+        kept_total += len(wanted)
+    assert 0 < kept_total < 300  # of 7,769: the capture is 95% badAloPxRejected
+
+
+def test_unreadable_or_rejection_free_lines_come_back_unchanged():
+    """The reactor's decoder must see a bad line as it was (to report it)."""
+    bad = b'{"local_time": "x", "events": [garbage'
+    assert strip_rejections(bad) is bad
+    clean = msgspec.json.encode(
+        {"local_time": "t", "block_time": "2026-04-30T20:46:43.3", "block_number": 1, "events": []}
+    )
+    assert strip_rejections(clean) is clean
+
+
+def test_serve_answers_each_framed_line_in_order():
+    """The child's loop: length-prefixed lines in, stripped lines out, until EOF."""
+    lines = [b"not json", b"[]", b"{}"]
+    source = io.BytesIO(b"".join(struct.pack(">I", len(x)) + x for x in lines))
+    sink = io.BytesIO()
+    serve(source, sink)
+    out, replies = sink.getvalue(), []
+    while out:
+        (size,) = struct.unpack(">I", out[:4])
+        replies.append(out[4 : 4 + size])
+        out = out[4 + size :]
+    assert replies == lines
+
+
+@pytest.fixture
+def started(reactor):
+    decoders: list[StatusesDecoder] = []
+
+    def start() -> StatusesDecoder:
+        process = StatusesDecoder(reactor)
+        process.start()
+        decoders.append(process)
+        return process
+
+    yield start
+    for process in decoders:
+        process.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_child_strips_lines_in_order(started, mainnet_data):
+    """Lines submitted to the real child come back stripped, in submission order."""
+    process = started()
+    yield wait_for(lambda: process.alive, 10, "the decoder to start")
+    lines = statuses_lines(mainnet_data)
+    replies: list[bytes] = []
+    for raw in lines:
+        process.submit(raw, replies.append)
+    yield wait_for(lambda: len(replies) == len(lines), 20, "every reply")
+    assert replies == [strip_rejections(raw) for raw in lines]
+    assert sum(map(len, replies)) < sum(map(len, lines)) / 10
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_dying_child_hands_lines_back_and_restarts(started, mainnet_data, monkeypatch):
+    """Killed with lines in flight: they come back unchanged, in order; a new child follows."""
+    monkeypatch.setattr(decoder, "RESTART_DELAY_S", 0.05)
+    process = started()
+    yield wait_for(lambda: process.alive, 10, "the decoder to start")
+    lines = statuses_lines(mainnet_data)
+    replies: list[bytes] = []
+    os.kill(process.transport.pid, signal.SIGSTOP)  # nothing is answered before the kill
+    for raw in lines[:5]:
+        process.submit(raw, replies.append)
+    os.kill(process.transport.pid, signal.SIGKILL)
+    yield wait_for(lambda: len(replies) == 5, 10, "the lines in flight")
+    assert replies == lines[:5]
+    yield wait_for(lambda: process.alive, 10, "the restart")
+    assert process.restarts == 1
+    process.submit(lines[5], replies.append)
+    yield wait_for(lambda: len(replies) == 6, 10, "an answer from the new child")
+    assert replies[5] == strip_rejections(lines[5])
+
+
+def test_submit_without_a_child_answers_at_once(reactor):
+    """Before start (or while restarting) a line is handed straight back."""
+    process = StatusesDecoder(reactor)
+    replies: list[bytes] = []
+    process.submit(b"line", replies.append)
+    assert replies == [b"line"]
