@@ -1,0 +1,82 @@
+"""makeService wiring: which services exist for which config (nothing started)."""
+
+from __future__ import annotations
+
+from twisted.application.internet import TimerService
+from twisted.internet.testing import MemoryReactorClock
+
+from orderbook import tap
+
+
+def make(tmp_path, extra: str = ""):
+    path = tmp_path / "ob.ini"
+    path.write_text(
+        f"[node]\ndata_dir = {tmp_path}\n[server]\nlisten = tcp:0\n  tcp:0:interface=127.0.0.1\n"
+        + extra
+    )
+    options = tap.Options()
+    options.parseOptions(["--config", str(path)])
+    return tap.makeService(options, reactor=MemoryReactorClock())
+
+
+def kinds(service) -> list[str]:
+    return [type(child).__name__ for child in service]
+
+
+def test_default_wiring(tmp_path):
+    """Ingestion, the GC timer, WAMP shutdown and one listener per listen line."""
+    service = make(tmp_path)
+    names = kinds(service)
+    assert names.count("ListeningService") == 2
+    assert "IngestService" in names and "WampShutdown" in names
+    assert any(isinstance(child, TimerService) for child in service)
+    assert "RouterPublisher" not in names and "SimulatorService" not in names
+
+
+def test_router_and_simulator_are_wired_when_configured(tmp_path):
+    """router_url adds the publisher (and its status to /health); [simulator] its service."""
+    service = make(
+        tmp_path,
+        "[wamp]\nrouter_url = ws://127.0.0.1:9/ws\n[simulator]\nenabled = yes\ninfo_port = 0\n",
+    )
+    names = kinds(service)
+    assert names[0] == "SimulatorService"  # started first: it makes the node files
+    assert "RouterPublisher" in names
+    site = next(c for c in service if type(c).__name__ == "ListeningService").factory
+    health = site.resource.children[b"health"]
+    document = health.status_provider()
+    assert document["router"]["connected"] is False
+    assert document["state"] == "initializing"
+
+
+def test_wamp_off_leaves_no_wamp(tmp_path):
+    """[wamp] enabled = no: no WAMP session service."""
+    assert "WampShutdown" not in kinds(make(tmp_path, "[wamp]\nenabled = no\n"))
+
+
+class Recorder:
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple[str, object]] = []
+        self.fail = fail
+
+    def block_applied(self, result):
+        self.calls.append(("block", result))
+        if self.fail:
+            raise RuntimeError("boom")
+
+    def books_reset(self, coins):
+        self.calls.append(("reset", coins))
+
+    def state_changed(self, status):
+        self.calls.append(("state", status))
+
+
+def test_book_listeners_isolate_failures():
+    """A listener that raises is logged; the next one still hears the event."""
+    first, second = Recorder(fail=True), Recorder()
+    listeners = tap.BookListeners([first])
+    listeners.add(second)
+    listeners.block_applied("r")
+    listeners.books_reset({"BTC"})
+    listeners.state_changed({"state": "ready"})
+    assert second.calls == [("block", "r"), ("reset", {"BTC"}), ("state", {"state": "ready"})]
