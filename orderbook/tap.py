@@ -49,7 +49,15 @@ class Options(usage.Options):
                 f"{self['config']}: [tls] self_signed: cannot write {exc.filename}: {exc.strerror}"
             )
         if self.parent is not None:
-            self.parent["logger"] = logs.use_config(self.settings.log, self.parent.get("logfile"))
+            self.parent["logger"] = logs.use_config(self.settings.log, _logfile(self.parent))
+
+
+def _logfile(twistd: Any) -> str:
+    """Where twistd would log: --logfile, else stdout in the foreground, else twistd.log."""
+    logfile = twistd.get("logfile")
+    if logfile:
+        return logfile
+    return "-" if twistd.get("nodaemon") else "twistd.log"
 
 
 def _fail(line: str) -> None:

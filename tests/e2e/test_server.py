@@ -23,7 +23,7 @@ import pytest
 
 from tests.e2e.browser import WebSocketClient
 from tests.e2e.l4client import L4Book, comparable, request_snapshot
-from tests.e2e.procs import REPO, free_port, spawn_simulator, spawn_twistd, wait_until
+from tests.e2e.procs import REPO, Proc, free_port, spawn_simulator, spawn_twistd, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -322,3 +322,39 @@ def test_client_l4_book_equals_simulator_book_through_faults(tmp_path, mode):
     finally:
         server.stop()
         node.proc.stop()
+
+
+def test_daemon_mode_logs_to_twistd_log(tmp_path):
+    """Without -n twistd daemonizes; our log lines go to twistd.log, the pidfile stops it."""
+    import os
+    import signal
+
+    from tests.e2e.procs import twistd_command
+
+    port = free_port()
+    data_dir = tmp_path / "hl" / "data"
+    data_dir.mkdir(parents=True)
+    config = tmp_path / "server.ini"
+    config.write_text(
+        SERVER_INI.format(
+            data_dir=data_dir,
+            mode="by_block",
+            info_url=f"http://127.0.0.1:{free_port()}/info",
+            tmp=tmp_path,
+            port=port,
+        )
+    )
+    launcher = Proc(
+        twistd_command() + ["orderbook", "--config", str(config)], tmp_path / "out", tmp_path
+    )
+    assert launcher.popen.wait(30) == 0
+    log, pidfile = tmp_path / "twistd.log", tmp_path / "twistd.pid"
+    try:
+        wait_until(
+            lambda: log.exists() and f"listening on 127.0.0.1:{port}" in log.read_text(), 30, "log"
+        )
+    finally:
+        pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, "pid"))
+        os.kill(pid, signal.SIGTERM)
+        wait_until(lambda: not pidfile.exists(), 30, "the daemon to exit")
+    assert "Server Shut Down." in log.read_text()
