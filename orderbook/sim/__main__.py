@@ -51,7 +51,7 @@ def _positive(text: str) -> float:
 
 
 def parser() -> argparse.ArgumentParser:
-    """The command line (documented in docs/readme/sim.rst)."""
+    """The command line (documented in README.rst, "Node simulator")."""
     p = argparse.ArgumentParser(prog="python -m orderbook.sim", description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", type=Path, required=True, help="where the node_* directories go")
     p.add_argument(
