@@ -1,14 +1,30 @@
 """Benchmark of the book (orderbook.book): prints numbers, never pass/fail.
 
-Mainnet shape, generated from a seed before any timing: a few hundred coins
-(perps, spot ``@N``, HIP-3 ``xyz:N``) holding 500k+ resting orders, BTC the
-biggest with ~51k. Each block has ``--diffs`` diffs (40% new, 40% remove,
-20% update; 2% of news with insertBefore) and ``--statuses`` statuses: one
-``open`` per new, the rest rejections (mostly badAloPxRejected) and ~1%
-cancels, so ~80% rejections (mainnet has ~93%, but then ~200 news would lack
-their ``open``), plus two trades (four fills). Blocks are the three node JSON
-lines (bytes), decoded inside the timed loop with the production decoder
-(``orderbook.node.schema.decode_line``), so blocks/s includes decode.
+Mainnet shape: a few hundred coins holding 500k+ resting orders. Two sources,
+both prepared before any timing:
+
+``--source simulator`` (default): the node simulator (``orderbook.sim``). An
+``Exchange`` with ``--coins`` coins (the 8 default markets plus perps) and
+``--orders / --coins`` resting orders each; its ``snapshot()`` is written with
+the simulator's ``write_snapshot`` and its blocks (``step()``, ``--scale 1``:
+~1,000 statuses, ~60% ``badAloPxRejected``, ~340 diffs, ~8 fill events) are
+encoded with the writer's ``envelope`` exactly as ``NodeWriter`` writes
+``by_block`` lines. Every book has about the same size (BTC ~1.7k orders).
+
+``--source synthetic``: this script's own seeded generator (class
+``Generator``): perps, spot ``@N`` and HIP-3 ``xyz:N`` coins, BTC with ~51k
+orders as in a real 2026-05-05 snapshot and a Zipf tail (its first coin,
+``@1``, ~56k, ~440 levels); each block has ``--diffs``
+diffs (40% new, 40% remove, 20% update; 2% of news with insertBefore) and
+``--statuses`` statuses (one ``open`` per new, the rest mostly
+badAloPxRejected), plus four fills.
+
+Either way the snapshot is loaded from its file by the server's loader
+(``orderbook.node.snapshot.load_snapshot``, sliced, cooperative) under a
+running reactor with GC on, measuring the longest reactor turn; then the
+blocks' three node JSON lines (bytes) are decoded inside the timed loop with
+the production decoder (``orderbook.node.schema.decode_line``) and applied,
+so blocks/s includes decode.
 
 Timing is made robust against a shared, noisy VM: every pass is timed with
 ``time.process_time()`` (CPU of this process: what the book costs) and
@@ -17,12 +33,15 @@ alternate GC disabled / GC enabled (after ``freeze_after_load()``, as the
 server runs); each mode reports the median and best pass. The load average
 is printed before and after.
 
-Also reported: L2 view cost on the biggest book, bytes per resting order
-(tracemalloc), the worst ``load_orders`` chunk of a 50k-order book, and a
-full ``gc.collect()`` unfrozen vs after ``gc.freeze()``. Metadata goes out as
-JSON at the end. The default run takes ~30 s.
+Also reported: the blocks' shape (measured on the lines), blocks through the
+statuses decoder child, L2 view cost on the biggest book, bytes per resting
+order (tracemalloc), the worst ``load_orders`` chunk of the biggest book, and
+a full ``gc.collect()`` unfrozen vs after ``gc.freeze()``. Metadata goes out
+as JSON at the end. The default run takes ~45-70 s (simulator) or ~35 s
+(synthetic) on 2 cores.
 
-    PYTHONPATH=. python bench/bench_book.py [--orders 520000] [--blocks 800]
+    PYTHONPATH=. python bench/bench_book.py [--source simulator|synthetic]
+        [--coins 300] [--orders 520000] [--blocks N] [--scale 1.0]
 """
 
 from __future__ import annotations
@@ -38,11 +57,16 @@ import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
+from twisted.internet import reactor
 
 from orderbook import fixed
 from orderbook.book import l2
@@ -51,6 +75,15 @@ from orderbook.book.events import Block, StatusOrder
 from orderbook.book.order import iso_to_ms
 from orderbook.node import schema
 from orderbook.node.decoder import strip_rejections
+from orderbook.node.snapshot import load_snapshot
+from orderbook.sim.exchange import Block as SimBlock
+from orderbook.sim.exchange import Exchange
+from orderbook.sim.generate import BLOCK_INTERVAL_NS, DEFAULT_START_NS, WRITE_LATENCY_NS
+from orderbook.sim.markets import DEFAULT_MARKETS
+from orderbook.sim.writer import STREAMS, SteppingClock, envelope, write_snapshot
+
+Lines = tuple[bytes, bytes, bytes]
+"""One block's statuses, diffs and fills lines (no newline), as the tailer hands them on."""
 
 MAINNET_BLOCKS_PER_S = 14.5
 TARGET_FACTOR = 40
@@ -332,7 +365,7 @@ def decode_block(raw_statuses: bytes, raw_diffs: bytes, raw_fills: bytes) -> Blo
     )
 
 
-def run_pass(books: Books, lines: list[tuple[bytes, bytes, bytes]]) -> dict[str, Any]:
+def run_pass(books: Books, lines: list[Lines]) -> dict[str, Any]:
     """Decode and apply ``lines`` in order; CPU and wall time, per block and total."""
     cpu = time.process_time
     decode_s, apply_s, block_s, errors = [], [], [], 0
@@ -357,9 +390,7 @@ def run_pass(books: Books, lines: list[tuple[bytes, bytes, bytes]]) -> dict[str,
     }
 
 
-def bench_blocks(
-    books: Books, lines: list[tuple[bytes, bytes, bytes]], passes: int
-) -> dict[str, dict[str, Any]]:
+def bench_blocks(books: Books, lines: list[Lines], passes: int) -> dict[str, dict[str, Any]]:
     """``passes`` passes per GC mode, alternating; consecutive slices of ``lines``."""
     size = len(lines) // (2 * passes)
     runs: dict[str, list[dict[str, Any]]] = {"gc_off": [], "gc_on": []}
@@ -399,9 +430,7 @@ class DecoderPipe:
         self.child.wait(10)
 
 
-def bench_decode_worker(
-    books: Books, lines: list[tuple[bytes, bytes, bytes]], passes: int
-) -> dict[str, Any]:
+def bench_decode_worker(books: Books, lines: list[Lines], passes: int) -> dict[str, Any]:
     """Blocks through the decoder child (GC on, as the server runs): the reactor core's
     CPU per block (pipe I/O + decode of the stripped line + apply), and the child's CPU
     per statuses line (measured on the same code in this process)."""
@@ -459,25 +488,207 @@ def summarize(results: list[dict[str, Any]], size: int) -> dict[str, Any]:
     }
 
 
-def bench_views(books: Books) -> dict[str, Any]:
-    book = books.book("BTC")
+# -- sources -------------------------------------------------------------------
 
-    def view(sig: int | None) -> None:
-        l2.side_levels(book.bids, sig, None, 20)
-        l2.side_levels(book.asks, sig, None, 20)
 
+@dataclass
+class Prepared:
+    """Everything the timed part needs, made before any timing."""
+
+    snapshot_path: Path
+    lines: list[Lines]  # the timed GC passes
+    more: list[Lines]  # the blocks after them, for the decoder-child pass
+    prep: dict[str, float]  # seconds per preparation step
+
+
+def prepare_simulator(args: argparse.Namespace, directory: Path) -> Prepared:
+    """The simulator's book written as the node's snapshot file, then its next blocks."""
+    extra = args.coins - len(DEFAULT_MARKETS)
+    if extra < 0:
+        raise SystemExit(f"--coins must be at least {len(DEFAULT_MARKETS)} with --source simulator")
+    prep: dict[str, float] = {}
+    start = time.perf_counter()
+    exchange = Exchange(
+        seed=args.seed,
+        scale=args.scale,
+        extra_perps=extra,
+        start_time_ns=DEFAULT_START_NS,
+        orders_per_coin=args.orders // args.coins,
+    )
+    prep["build_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    path = directory / "snapshot.json"
+    write_snapshot(exchange.snapshot(), path)
+    prep["snapshot_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    clock = SteppingClock(DEFAULT_START_NS)
+    total = args.blocks + args.blocks // 2
+    blocks = [
+        node_lines(exchange.step(DEFAULT_START_NS + index * BLOCK_INTERVAL_NS), clock)
+        for index in range(total)
+    ]
+    prep["blocks_s"] = time.perf_counter() - start
+    return Prepared(path, blocks[: args.blocks], blocks[args.blocks :], prep)
+
+
+def node_lines(block: SimBlock, clock: SteppingClock) -> Lines:
+    """``block``'s three lines exactly as ``NodeWriter`` writes them in by_block mode
+    (fills, diffs, statuses, each stamped by the stepping clock), newline dropped."""
+    clock.now = block.time_ns + WRITE_LATENCY_NS  # as orderbook.sim.generate does
+    events = {"fills": block.fills, "diffs": block.diffs, "statuses": block.statuses}
+    lines = {stream: envelope(clock(), block, events[stream])[:-1] for stream in STREAMS}
+    return lines["statuses"], lines["diffs"], lines["fills"]
+
+
+def prepare_synthetic(args: argparse.Namespace, directory: Path) -> Prepared:
+    """This script's generator: its snapshot written as the node's file, then blocks."""
+    prep: dict[str, float] = {}
+    start = time.perf_counter()
+    gen = Generator(args.seed, args.coins, args.orders)
+    snapshot = gen.snapshot()
+    prep["build_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    path = directory / "snapshot.json"
+    coins: dict[str, list[list[tuple[str, StatusOrder]]]] = {}
+    for coin, side, entries in snapshot:
+        coins.setdefault(coin, [[], []])[0 if side == "B" else 1] = entries
+    path.write_bytes(msgspec.json.encode([0, list(coins.items())]))
+    del snapshot, coins
+    prep["snapshot_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    total = args.blocks + args.blocks // 2
+    blocks = [gen.block(h, args.diffs, args.statuses) for h in range(1, total + 1)]
+    prep["blocks_s"] = time.perf_counter() - start
+    return Prepared(path, blocks[: args.blocks], blocks[args.blocks :], prep)
+
+
+def block_shape(lines: list[Lines]) -> dict[str, Any]:
+    """What the blocks hold, per block on average (decoded outside any timing)."""
+    statuses: Counter[str] = Counter()
+    diffs: Counter[str] = Counter()
+    fills = coins = 0
+    for raw in lines:
+        block = decode_block(*raw)
+        statuses.update(status.status for status in block.statuses)
+        for diff in block.diffs:
+            body = diff.raw_book_diff
+            kind = body if isinstance(body, str) else "new" if body.new else "update"
+            diffs[kind] += 1
+        fills += len(block.fills)
+        coins += len({diff.coin for diff in block.diffs})
+    n, n_statuses = len(lines), sum(statuses.values())
+    rejected = sum(count for name, count in statuses.items() if name.endswith("Rejected"))
+    canceled = sum(count for name, count in statuses.items() if name.endswith("anceled"))
     return {
-        "btc_orders": book.order_count(),
-        "btc_levels": len(book.bids.levels) + len(book.asks.levels),
-        "l2_top20_us": median_call(lambda: view(None), 200) * 1e6,
-        "l2_sig3_top20_us": median_call(lambda: view(3), 50) * 1e6,
-        "l2_cached_us": median_call(lambda: books.l2_view("BTC"), 1000) * 1e6,
-        "l4_snapshot_btc_ms": median_call(book.l4_levels, 3) * 1e3,
+        "blocks": n,
+        "statuses_per_block": n_statuses / n,
+        "open_per_block": statuses["open"] / n,
+        "rejected_share": rejected / n_statuses,
+        "bad_alo_share": statuses["badAloPxRejected"] / n_statuses,
+        "canceled_share": canceled / n_statuses,
+        "filled_per_block": statuses["filled"] / n,
+        "diffs_per_block": sum(diffs.values()) / n,
+        "new_per_block": diffs["new"] / n,
+        "update_per_block": diffs["update"] / n,
+        "remove_per_block": diffs["remove"] / n,
+        "fills_per_block": fills / n,
+        "coins_with_diffs_per_block": coins / n,
+        "statuses_line_kb": statistics.mean(len(s) for s, _, _ in lines) / 1e3,
+        "diffs_line_kb": statistics.mean(len(d) for _, d, _ in lines) / 1e3,
+        "fills_line_kb": statistics.mean(len(f) for _, _, f in lines) / 1e3,
+        "top_statuses": dict(statuses.most_common(6)),
     }
 
 
-def bench_load(snapshot: list, chunk: int) -> tuple[Books, dict[str, Any]]:
-    """Bytes per order (tracemalloc) over the whole snapshot, then sliced loads of BTC."""
+# -- snapshot ------------------------------------------------------------------
+
+_SideEntries = list[tuple[str, StatusOrder]]
+_snapshot_decoder = msgspec.json.Decoder(
+    tuple[int, list[tuple[str, tuple[_SideEntries, _SideEntries]]]]
+)
+
+
+def bench_reactor_load(path: Path) -> tuple[Books, dict[str, Any]]:
+    """Load the snapshot file as the server does (``load_snapshot``, GC on) under a
+    running reactor; a ``callLater(0)`` heartbeat measures every reactor turn."""
+    turns: list[float] = []
+    gc_pauses: list[float] = []
+    quiet_turns: list[float] = []  # turns without a full collection
+    state: dict[str, Any] = {"last": 0.0, "gc_start": 0.0, "collected": False}
+
+    def beat() -> None:
+        now = time.perf_counter()
+        turns.append(now - state["last"])
+        if not state["collected"]:
+            quiet_turns.append(now - state["last"])
+        state["last"], state["collected"] = now, False
+        if "books" not in state and "failure" not in state:
+            reactor.callLater(0, beat)
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            state["gc_start"] = time.perf_counter()
+        else:
+            gc_pauses.append(time.perf_counter() - state["gc_start"])
+            state["collected"] = True
+
+    def finished(books: Books) -> None:
+        state["wall_s"] = time.perf_counter() - state["wall_s"]
+        state["cpu_s"] = time.process_time() - state["cpu_s"]
+        state["books"] = books
+        reactor.stop()
+
+    def failed(failure: Any) -> None:
+        state["failure"] = failure
+        reactor.stop()
+
+    def start() -> None:
+        state["wall_s"], state["cpu_s"] = time.perf_counter(), time.process_time()
+        state["last"] = time.perf_counter()
+        reactor.callLater(0, beat)
+        load_snapshot(path, Books).addCallbacks(finished, failed)
+
+    gc.collect()
+    gc.callbacks.append(on_gc)
+    try:
+        reactor.callWhenRunning(start)
+        reactor.run(installSignalHandlers=False)
+    finally:
+        gc.callbacks.remove(on_gc)
+    if "failure" in state:
+        state["failure"].raiseException()
+    books = state["books"]
+    return books, {
+        "orders": books.order_count(),
+        "coins": books.coin_count(),
+        "file_mb": path.stat().st_size / 1e6,
+        "wall_s": state["wall_s"],
+        "cpu_s": state["cpu_s"],
+        "reactor_turns": len(turns),
+        "worst_turn_ms": max(turns) * 1e3,
+        "p99_turn_ms": percentile(turns, 0.99) * 1e3,
+        "turns_over_50ms": sum(turn > 0.05 for turn in turns),
+        "worst_turn_without_gen2_ms": max(quiet_turns, default=0.0) * 1e3,
+        "gen2_collections": len(gc_pauses),
+        "worst_gen2_ms": max(gc_pauses, default=0.0) * 1e3,
+    }
+
+
+def read_snapshot(path: Path) -> list[tuple[str, str, _SideEntries]]:
+    """The snapshot file as ``(coin, side, entries best first)`` for every coin side."""
+    _, coins = _snapshot_decoder.decode(path.read_bytes())
+    return [
+        (coin, side, entries)
+        for coin, sides in coins
+        for side, entries in zip("BA", sides, strict=True)
+    ]
+
+
+def bench_load(snapshot: list[tuple[str, str, _SideEntries]], chunk: int) -> dict[str, Any]:
+    """Bytes per order (tracemalloc) over the whole snapshot, the time to load it from
+    decoded entries, and sliced loads of the biggest book."""
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
@@ -487,29 +698,33 @@ def bench_load(snapshot: list, chunk: int) -> tuple[Books, dict[str, Any]]:
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     count = books.order_count()
+    del books
     start = time.perf_counter()
     fresh = Books()
     for coin, side, entries in snapshot:
         fresh.load_orders(coin, side, entries)
     load_s = time.perf_counter() - start
     del fresh
-    worst, btc = 0.0, 0
+    sizes: Counter[str] = Counter()
+    for coin, _, entries in snapshot:
+        sizes[coin] += len(entries)
+    biggest = sizes.most_common(1)[0][0]
+    worst = 0.0
     sliced = Books()
     for coin, side, entries in snapshot:
-        if coin != "BTC":
+        if coin != biggest:
             continue
         for offset in range(0, len(entries), chunk):
             start = time.perf_counter()
             sliced.load_orders(coin, side, entries[offset : offset + chunk])
             worst = max(worst, time.perf_counter() - start)
-        btc += len(entries)
-    return books, {
+    return {
         "orders": count,
-        "coins": books.coin_count(),
         "bytes_per_order": used / count,
         "load_all_s": load_s,
-        "btc_chunk_orders": chunk,
-        "btc_orders_sliced": btc,
+        "chunk_orders": chunk,
+        "chunk_coin": biggest,
+        "chunk_coin_orders": sizes[biggest],
         "worst_chunk_ms": worst * 1e3,
     }
 
@@ -527,53 +742,99 @@ def load_average() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
-def main(argv: list[str] | None = None) -> None:
+# -- views ---------------------------------------------------------------------
+
+
+def bench_views(books: Books) -> dict[str, Any]:
+    """L2/L4 view cost on the biggest book."""
+    coin = max(books.coins(), key=lambda name: books.book(name).order_count())
+    book = books.book(coin)
+
+    def view(sig: int | None) -> None:
+        l2.side_levels(book.bids, sig, None, 20)
+        l2.side_levels(book.asks, sig, None, 20)
+
+    return {
+        "coin": coin,
+        "orders": book.order_count(),
+        "levels": len(book.bids.levels) + len(book.asks.levels),
+        "l2_top20_us": median_call(lambda: view(None), 200) * 1e6,
+        "l2_sig3_top20_us": median_call(lambda: view(3), 50) * 1e6,
+        "l2_cached_us": median_call(lambda: books.l2_view(coin), 1000) * 1e6,
+        "l4_snapshot_ms": median_call(book.l4_levels, 3) * 1e3,
+    }
+
+
+# -- main ----------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--source", choices=("simulator", "synthetic"), default="simulator")
     parser.add_argument("--seed", type=int, default=20260505)
     parser.add_argument("--coins", type=int, default=300)
     parser.add_argument("--orders", type=int, default=520_000)
-    parser.add_argument("--blocks", type=int, default=800, help="split over 2 x passes")
+    parser.add_argument(
+        "--blocks",
+        type=int,
+        help="timed blocks, split over 2 x passes (plus half as many through the decoder "
+        "child); default 600 (simulator) or 800 (synthetic)",
+    )
     parser.add_argument("--passes", type=int, default=4, help="per GC mode")
-    parser.add_argument("--diffs", type=int, default=500)
-    parser.add_argument("--statuses", type=int, default=1000, help="per block, opens included")
+    parser.add_argument("--scale", type=float, default=1.0, help="simulator: load per block")
+    parser.add_argument("--diffs", type=int, default=500, help="synthetic: per block")
+    parser.add_argument("--statuses", type=int, default=1000, help="synthetic: per block")
     parser.add_argument("--chunk", type=int, default=5000)
     args = parser.parse_args(argv)
+    if args.blocks is None:
+        args.blocks = 600 if args.source == "simulator" else 800
+    return args
 
+
+def print_shape(shape: dict[str, Any]) -> None:
+    print(
+        "block shape: {statuses_per_block:.0f} statuses ({open_per_block:.0f} open, "
+        "{rejected_share:.0%} rejected of which badAloPx {bad_alo_share:.0%} of all, "
+        "{canceled_share:.0%} canceled, {filled_per_block:.0f} filled), {diffs_per_block:.0f} "
+        "diffs ({new_per_block:.0f} new, {update_per_block:.0f} update, {remove_per_block:.0f} "
+        "remove) in {coins_with_diffs_per_block:.0f} coins, {fills_per_block:.1f} fill events; lines {statuses_line_kb:.0f} KB statuses "
+        "+ {diffs_line_kb:.0f} KB diffs + {fills_line_kb:.1f} KB fills".format(**shape)
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     print(f"load average {load_average()} (1/5/15 min) on {os.cpu_count()} CPUs")
-    prep = time.perf_counter()
-    gen = Generator(args.seed, args.coins, args.orders)
-    snapshot = gen.snapshot()
-    lines = [gen.block(h, args.diffs, args.statuses) for h in range(1, args.blocks + 1)]
-    prep_s = time.perf_counter() - prep
-    print(
-        f"prepared {sum(len(e) for _, _, e in snapshot)} orders, {len(lines)} blocks in {prep_s:.1f} s"
-    )
-    counts = gen.counts
-    sizes = [tuple(map(len, block)) for block in lines]
-    shape = {
-        "diffs_per_block": counts["diffs"] / counts["blocks"],
-        "statuses_per_block": counts["statuses"] / counts["blocks"],
-        "opens_per_block": counts["opens"] / counts["blocks"],
-        "rejected_share": 1 - counts["opens"] / counts["statuses"],
-        "fills_per_block": 4,
-        "statuses_line_kb": statistics.mean(s for s, _, _ in sizes) / 1e3,
-        "diffs_line_kb": statistics.mean(d for _, d, _ in sizes) / 1e3,
-    }
-    print(
-        "block shape: {diffs_per_block:.0f} diffs (40% new, 40% remove, 20% update), "
-        "{statuses_per_block:.0f} statuses ({opens_per_block:.0f} open, "
-        "{rejected_share:.0%} rejections or cancels), {fills_per_block} fills; "
-        "lines {statuses_line_kb:.0f} KB statuses + {diffs_line_kb:.0f} KB diffs".format(**shape)
-    )
-
-    books, load = bench_load(snapshot, args.chunk)
+    with tempfile.TemporaryDirectory(prefix="bench_book-") as directory:
+        prepare = prepare_simulator if args.source == "simulator" else prepare_synthetic
+        data = prepare(args, Path(directory))
+        prep = data.prep
+        print(
+            f"prepared ({args.source}): book in {prep['build_s']:.1f} s, snapshot file in "
+            f"{prep['snapshot_s']:.1f} s, {len(data.lines) + len(data.more)} blocks in "
+            f"{prep['blocks_s']:.1f} s"
+        )
+        books, reactor_load = bench_reactor_load(data.snapshot_path)
+        print(
+            f"snapshot load as the server does it ({reactor_load['file_mb']:.0f} MB file, "
+            f"{reactor_load['orders']} orders in {reactor_load['coins']} coins, GC on): "
+            f"{reactor_load['wall_s']:.1f} s wall, {reactor_load['cpu_s']:.1f} s CPU; worst "
+            f"reactor turn {reactor_load['worst_turn_ms']:.0f} ms, p99 "
+            f"{reactor_load['p99_turn_ms']:.0f} ms over {reactor_load['reactor_turns']} turns, "
+            f"{reactor_load['turns_over_50ms']} over 50 ms; {reactor_load['gen2_collections']} "
+            f"full collections, worst {reactor_load['worst_gen2_ms']:.0f} ms; worst turn without "
+            f"one {reactor_load['worst_turn_without_gen2_ms']:.0f} ms"
+        )
+        snapshot = read_snapshot(data.snapshot_path)
+    load = bench_load(snapshot, args.chunk)
     del snapshot
     print(
-        f"load: {load['orders']} orders in {load['coins']} coins, {load['bytes_per_order']:.0f} bytes/order "
-        f"(tracemalloc), all in {load['load_all_s']:.2f} s; BTC ({load['btc_orders_sliced']} orders) in chunks "
-        f"of {args.chunk}: worst chunk {load['worst_chunk_ms']:.1f} ms"
+        f"memory: {load['bytes_per_order']:.0f} bytes/order (tracemalloc); load_orders of all "
+        f"decoded entries {load['load_all_s']:.2f} s; {load['chunk_coin']} "
+        f"({load['chunk_coin_orders']} orders) in chunks of {args.chunk}: worst chunk "
+        f"{load['worst_chunk_ms']:.1f} ms"
     )
     gcs = bench_gc()
     print(
@@ -581,8 +842,10 @@ def main(argv: list[str] | None = None) -> None:
         f"{gcs['gc_collect_frozen_ms']:.1f} ms after gc.freeze()"
     )
 
+    shape = block_shape(data.lines)
+    print_shape(shape)
     load_before = load_average()
-    blocks = bench_blocks(books, lines, args.passes)
+    blocks = bench_blocks(books, data.lines, args.passes)
     load_after = load_average()
     for mode, result in blocks.items():
         cpu = result["cpu_blocks_per_s_median"]
@@ -593,12 +856,11 @@ def main(argv: list[str] | None = None) -> None:
             f"{MAINNET_BLOCKS_PER_S}/s (target {TARGET_FACTOR}x); wall {result['wall_blocks_per_s_median']:.0f} "
             f"median, {result['wall_blocks_per_s_best']:.0f} best; per block CPU p50 "
             f"{result['block_ms_p50']:.2f} ms (decode {result['decode_ms_p50']:.2f} + apply "
-            f"{result['apply_ms_p50']:.2f}), p99 {result['block_ms_p99']:.2f} ms"
+            f"{result['apply_ms_p50']:.2f}), p99 {result['block_ms_p99']:.2f} ms; "
+            f"{result['errors']} book errors"
         )
     print(f"load average {load_before} before the block passes, {load_after} after")
-    following = range(args.blocks + 1, args.blocks + 1 + args.blocks // 2)
-    more = [gen.block(h, args.diffs, args.statuses) for h in following]  # blocks not yet applied
-    worker = bench_decode_worker(books, more, args.passes)
+    worker = bench_decode_worker(books, data.more, args.passes)
     rate = worker["main_cpu_blocks_per_s_median"]
     print(
         f"blocks with the statuses decoder child (GC on, [node] decode_worker = yes): reactor "
@@ -610,9 +872,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     views = bench_views(books)
     print(
-        f"views on BTC ({views['btc_orders']} orders, {views['btc_levels']} levels): top-20 "
-        f"{views['l2_top20_us']:.0f} us, nSigFigs=3 top-20 {views['l2_sig3_top20_us']:.0f} us, cached "
-        f"{views['l2_cached_us']:.2f} us, full L4 snapshot {views['l4_snapshot_btc_ms']:.0f} ms"
+        f"views on the biggest book, {views['coin']} ({views['orders']} orders, "
+        f"{views['levels']} levels): top-20 {views['l2_top20_us']:.0f} us, nSigFigs=3 top-20 "
+        f"{views['l2_sig3_top20_us']:.0f} us, cached {views['l2_cached_us']:.2f} us, full L4 "
+        f"snapshot {views['l4_snapshot_ms']:.1f} ms"
     )
     meta = {
         "python": sys.version.split()[0],
@@ -627,8 +890,9 @@ def main(argv: list[str] | None = None) -> None:
             "process_time": time.get_clock_info("process_time").resolution,
         },
         "args": vars(args),
-        "prep_s": prep_s,
+        "prep": prep,
         "block_shape": shape,
+        "snapshot_load": reactor_load,
         "load": load,
         "gc": gcs,
         "blocks": blocks,

@@ -242,6 +242,7 @@ class Books:
         self._accepted: dict[str, bool] = {}
         self._books: dict[str, Book] = {}
         self._orders: dict[int, Order] = {}  # every resting order, across coins
+        self._discarded: list[Book] = []  # let go of, waiting for dismantle()
         self._tops: dict[str, tuple[Any, ...]] = {}  # coin -> _top() as last reported
         self._pairer = TradePairer()
         self._views: dict[str, dict[tuple[Any, ...], tuple[Any, Any, dict[str, Any]]]] = {}
@@ -503,6 +504,7 @@ class Books:
         Unpaired fills waiting for their partner are kept.
         """
         coins = set(self._books) | set(other._books)
+        self._discarded.extend(self._books.values())
         self._books, self._orders = other._books, other._orders
         self.height, self.time_ms = other.height, other.time_ms
         self._mids = dict(other._mids)
@@ -511,6 +513,22 @@ class Books:
         self._views.clear()
         other._books, other._orders, other._mids, other._tops = {}, {}, {}, {}
         return coins
+
+    def take_discarded(self) -> list[Book]:
+        """The coin books replaced or adopted away since the last call.
+
+        Nothing refers to them any more: pass them to
+        :func:`orderbook.book.book.dismantle` so they are freed without a
+        full garbage collection.
+        """
+        discarded, self._discarded = self._discarded, []
+        return discarded
+
+    def abandon(self) -> list[Book]:
+        """Empty this Books (a staging copy done with); its coin books, to dismantle."""
+        books = list(self._books.values()) + self.take_discarded()
+        self._books, self._orders, self._views = {}, {}, {}
+        return books
 
     def compare_coin(self, other: Books, coin: str) -> list[str]:
         """Differences between our and ``other``'s book of ``coin`` (empty: equal).
@@ -526,6 +544,7 @@ class Books:
         if ours is not None:
             for order in _orders_of(ours):
                 self._orders.pop(order.oid, None)
+            self._discarded.append(ours)
         theirs = other._books.pop(coin, None)
         if theirs is None:
             theirs = Book(_intern(coin))

@@ -35,6 +35,7 @@ from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from orderbook.book.book import dismantle
 from orderbook.book.books import BlockResult, Books
 from orderbook.book.events import Block
 from orderbook.config import NodeSettings
@@ -434,6 +435,7 @@ class IngestService(Service):
         return await load_snapshot(path, self._new_books)
 
     async def _sync(self, generation: int) -> None:
+        staging: Books | None = None
         try:
             staging = await self._fetch_snapshot(self.settings.snapshot_path)
             self._check_current(generation)
@@ -442,10 +444,23 @@ class IngestService(Service):
             if generation == self._generation:
                 self._sync_call = None  # we are that call: nothing to cancel
             self._sync_failed(generation, str(exc))
+            self._dispose_staging(staging)
             return
         except _Abandoned:
+            self._dispose_staging(staging)
             return
         self._go_live(staging)
+
+    def _dispose_staging(self, staging: Books | None) -> None:
+        if staging is not None:
+            self._dispose(staging.abandon())
+
+    def _dispose(self, books: list) -> None:
+        """Dismantle books nobody uses any more, a slice per reactor turn (see dismantle)."""
+        if books:
+            task.cooperate(dismantle(books)).whenDone().addErrback(
+                lambda failure: self._log.failure("ingest: dismantling books failed", failure)
+            )
 
     def _check_current(self, generation: int) -> None:
         if generation != self._generation or not self._syncing:
@@ -502,6 +517,7 @@ class IngestService(Service):
         if staging.time_ms is None:  # its block was never seen: wall clock is the best guess
             staging.set_height(staging.height, int(self.clock_now() * 1000))
         coins = self.books.replace_all(staging)
+        self._dispose(self.books.take_discarded())
         self.assembler.skip_through(self.books.height)
         self._syncing = False
         self._sync_call = None
@@ -607,9 +623,21 @@ class IngestService(Service):
         try:
             path = self.settings.snapshot_path
             staging = await self._fetch_snapshot(path.with_name(path.name + ".validate"))
+        except SnapshotError as exc:
+            self._log.warn("ingest: validation skipped: {problem}", problem=str(exc))
+            return
+        try:
+            await self._compare_all(generation, staging)
+        finally:
+            self._dispose(self.books.take_discarded())
+            self._dispose_staging(staging)
+
+    async def _compare_all(self, generation: int, staging: Books) -> None:
+        """Bring the staging copy to the live height, then compare coin by coin."""
+        try:
             await self._reach_height(staging.height)
-        except (SnapshotError, defer.TimeoutError) as exc:
-            self._log.warn("ingest: validation skipped: {problem}", problem=str(exc) or "timeout")
+        except defer.TimeoutError:
+            self._log.warn("ingest: validation skipped: timeout")
             return
         mismatched: list[str] = []
         coins = sorted(set(self.books.coins()) | set(staging.coins()))

@@ -19,6 +19,7 @@ else, the loader falls back to one full decode (slow but correct).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import re
@@ -35,6 +36,7 @@ from twisted.logger import Logger
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
+from orderbook.book.book import dismantle
 from orderbook.book.books import Books
 from orderbook.book.events import StatusOrder
 
@@ -208,6 +210,7 @@ def load_snapshot(
             result.callback(state["books"])
 
     def failed(failure) -> None:
+        _drop(state["books"])
         if result.called or failure.check(task.TaskStopped):
             return  # cancelled: the canceller's CancelledError is the result
         if failure.check(SnapshotError):
@@ -231,19 +234,34 @@ def _load_steps(
         raise SnapshotError(f"snapshot {path} is truncated ({len(data)} bytes, no final ']')")
     try:
         try:
-            yield from _scan(data, state["books"], slice_bytes)
+            yield from _frozen_after_each(_scan(data, state["books"], slice_bytes))
         except _Layout as exc:
             if not _SPACED.search(data, 0, 4096):  # the node's compact layout, damaged
                 raise SnapshotError(f"snapshot {path} is damaged: {exc}") from None
             _log.warn(
                 "snapshot {path}: {problem}; decoding it in one piece", path=path, problem=exc
             )
-            state["books"] = new_books()  # drop what the scan loaded
+            _drop(state["books"])  # what the scan loaded
+            state["books"] = new_books()
             _load_whole(data, state["books"])
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise SnapshotError(f"snapshot {path} is not valid: {exc}") from None
     except ValueError as exc:  # from Books.load_orders
         raise SnapshotError(f"snapshot {path}: {exc}") from None
+
+
+def _frozen_after_each(steps: Iterator[None]) -> Iterator[None]:
+    """``gc.freeze()`` after every slice: the loaded orders are long-lived, and
+    a full collection walking them mid-load stalls the reactor 150-200 ms on a
+    mainnet-sized snapshot (measured), far past a slice's ~20 ms."""
+    for step in steps:
+        gc.freeze()
+        yield step
+
+
+def _drop(books: Books) -> None:
+    """A partial or abandoned load: cut its cycles apart, a slice per turn."""
+    task.cooperate(dismantle(books.abandon()))
 
 
 def _read_into(path: Path, data: bytearray) -> Iterator[None]:

@@ -623,3 +623,53 @@ def test_coin_updates_do_not_share_lists():
     first, second = CoinUpdate(), CoinUpdate()
     first.diffs.append(remove(1))
     assert second.diffs == [] and second.statuses == []
+
+
+def _big_books(orders: int, first_oid: int) -> Books:
+    books = Books()
+    for coin in ("BTC", "ETH"):
+        specs = [(first_oid + i, f"{100 + i % 50}.0") for i in range(orders)]
+        first_oid += orders
+        specs.sort(key=lambda spec: -float(spec[1]))  # best first, as in a snapshot
+        load(books, coin, "B", specs)
+    return books
+
+
+def test_discarded_books_are_freed_without_the_garbage_collector():
+    """replace_all hands back the old books; dismantle cuts their cycles so reference
+    counting frees them with the collector off (frozen objects included)."""
+    import tracemalloc
+
+    from orderbook.book.book import dismantle
+
+    gc.collect()
+    gc.disable()
+    try:
+        tracemalloc.start()
+        live = _big_books(20_000, 1)
+        gc.freeze()  # as the server does: the collector could never free these
+        loaded = tracemalloc.get_traced_memory()[0]
+        live.replace_all(_big_books(10, 10_000_000))
+        discarded = live.take_discarded()
+        assert [book.coin for book in discarded] == ["BTC", "ETH"]
+        assert live.take_discarded() == []
+        steps = sum(1 for _ in dismantle(discarded, budget=5_000))
+        assert steps >= 7  # spread over many reactor turns
+        del discarded
+        freed = loaded - tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        assert freed > 0.9 * loaded  # without dismantle: nothing freed (cycles)
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
+def test_adopt_coin_and_abandon_hand_books_to_dismantle():
+    """adopt_coin discards our old book of the coin; abandon empties a staging copy."""
+    live, staging = _big_books(5, 1), _big_books(5, 100)
+    old_btc = live.book("BTC")
+    live.adopt_coin(staging, "BTC")
+    assert live.take_discarded() == [old_btc]
+    rest = staging.abandon()
+    assert [book.coin for book in rest] == ["ETH"]
+    assert staging.coins() == [] and staging.order_count() == 0

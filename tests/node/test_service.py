@@ -148,6 +148,8 @@ def test_gap_resyncs_from_fresh_snapshot(harness):
     yield wait_for(h.caught_up)
     h.write(2)
     yield wait_for(h.caught_up)
+    old_books = [h.service.books.book(coin) for coin in h.service.books.coins()]
+    assert any(side.levels for book in old_books for side in (book.bids, book.asks))
     h.node.next_block()  # lost: never written
     h.write(1)
     yield wait_for(lambda: h.metric("resyncs_total") == 1, what="resync")
@@ -156,6 +158,11 @@ def test_gap_resyncs_from_fresh_snapshot(harness):
     h.assert_matches_node()
     assert "resyncing" in h.listener.states and h.metric("gaps_total") >= 1
     assert len(h.info.requests) == 2
+    # the replaced books are cut apart (freed by reference counting, no GC pass)
+    yield wait_for(
+        lambda: not any(side.levels for book in old_books for side in (book.bids, book.asks)),
+        what="the old books dismantled",
+    )
 
 
 @pytest_twisted.inlineCallbacks
