@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import ssl
 import time
@@ -23,7 +25,15 @@ import pytest
 
 from tests.e2e.browser import WebSocketClient
 from tests.e2e.l4client import L4Book, comparable, request_snapshot
-from tests.e2e.procs import REPO, Proc, free_port, spawn_simulator, spawn_twistd, wait_until
+from tests.e2e.procs import (
+    REPO,
+    Proc,
+    free_port,
+    spawn_simulator,
+    spawn_twistd,
+    twistd_command,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -84,6 +94,20 @@ class Client:
         self.ws.close()
 
 
+def nodeless_config(tmp_path: Path, port: int) -> Path:
+    """A server config on ``port`` with an empty data dir and no node answering."""
+    data_dir = tmp_path / "hl" / "data"
+    data_dir.mkdir(parents=True)
+    config = tmp_path / "server.ini"
+    info_url = f"http://127.0.0.1:{free_port()}/info"
+    config.write_text(
+        SERVER_INI.format(
+            data_dir=data_dir, mode="by_block", info_url=info_url, tmp=tmp_path, port=port
+        )
+    )
+    return config
+
+
 def test_twistd_listens_and_stops_on_sigterm(tmp_path):
     """twistd listens on the tcp endpoint, /health says not ready, SIGTERM shuts it down.
 
@@ -91,18 +115,7 @@ def test_twistd_listens_and_stops_on_sigterm(tmp_path):
     "terminated by SIGTERM" (-15), as service managers expect.
     """
     port = free_port()
-    data_dir = tmp_path / "hl" / "data"
-    data_dir.mkdir(parents=True)
-    config = tmp_path / "server.ini"
-    config.write_text(
-        SERVER_INI.format(
-            data_dir=data_dir,
-            mode="by_block",
-            info_url=f"http://127.0.0.1:{free_port()}/info",
-            tmp=tmp_path,
-            port=port,
-        )
-    )
+    config = nodeless_config(tmp_path, port)
     server = spawn_twistd(config, tmp_path)
     try:
         server.wait_for(rf"listening on 127\.0\.0\.1:{port} \(plaintext\)")
@@ -326,24 +339,8 @@ def test_client_l4_book_equals_simulator_book_through_faults(tmp_path, mode):
 
 def test_daemon_mode_logs_to_twistd_log(tmp_path):
     """Without -n twistd daemonizes; our log lines go to twistd.log, the pidfile stops it."""
-    import os
-    import signal
-
-    from tests.e2e.procs import twistd_command
-
     port = free_port()
-    data_dir = tmp_path / "hl" / "data"
-    data_dir.mkdir(parents=True)
-    config = tmp_path / "server.ini"
-    config.write_text(
-        SERVER_INI.format(
-            data_dir=data_dir,
-            mode="by_block",
-            info_url=f"http://127.0.0.1:{free_port()}/info",
-            tmp=tmp_path,
-            port=port,
-        )
-    )
+    config = nodeless_config(tmp_path, port)
     launcher = Proc(
         twistd_command() + ["orderbook", "--config", str(config)], tmp_path / "out", tmp_path
     )
