@@ -42,6 +42,8 @@ class Options(usage.Options):
         try:
             self.settings = config.load(self["config"])
             tls.ensure_self_signed(self.settings.tls)
+            if any(not tls.is_plaintext(spec) for spec in self.settings.server.listen):
+                tls.check_pair(self.settings.tls, self.settings.source)
         except ConfigError as exc:
             _fail(str(exc))
         except OSError as exc:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twisted.logger import Logger
 
-from orderbook.config import TLSSettings
+from orderbook.config import ConfigError, TLSSettings
 
 _log = Logger(namespace="orderbook.tls")
 
@@ -42,6 +42,31 @@ def ensure_self_signed(tls: TLSSettings) -> None:
         key=str(tls.private_key),
         fingerprint=fingerprint(cert_pem),
     )
+
+
+def check_pair(tls: TLSSettings, source: Path) -> None:
+    """Raise ConfigError (one line) unless the [tls] files are a PEM certificate and its key."""
+    if tls.certificate is None or tls.private_key is None:
+        return  # endpoints naming their own files (config.py requires these for ssl:)
+    try:
+        certificate = x509.load_pem_x509_certificate(tls.certificate.read_bytes())
+    except ValueError as exc:
+        raise ConfigError(
+            f"{source}: [tls] certificate: {tls.certificate} is not a PEM certificate ({exc})"
+        ) from None
+    try:
+        key = serialization.load_pem_private_key(tls.private_key.read_bytes(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"{source}: [tls] private_key: {tls.private_key} is not an unencrypted PEM "
+            f"private key ({exc})"
+        ) from None
+    public = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(*public) != certificate.public_key().public_bytes(*public):
+        raise ConfigError(
+            f"{source}: [tls] private_key: {tls.private_key} does not belong to the certificate "
+            f"{tls.certificate}"
+        )
 
 
 def make_self_signed(names: list[str]) -> tuple[bytes, bytes]:

@@ -63,9 +63,33 @@ BAD_CONFIGS = [
 ]
 
 
+TLS_FILES = "[node]\ndata_dir = {tmp}\n[server]\nlisten = ssl:0\n[tls]\ncertificate = {tmp}/c.pem\nprivate_key = {tmp}/k.pem\n"
+BAD_CONFIGS += [
+    (TLS_FILES, "[tls] certificate: {tmp}/c.pem is not a PEM certificate"),
+    (TLS_FILES, "[tls] private_key: {tmp}/k.pem does not belong to the certificate"),
+]
+
+
+def write_tls_files(tmp_path: Path, message: str) -> None:
+    """Garbage or a mismatched key, as the message expects."""
+    from orderbook.tls import make_self_signed
+
+    key, cert = make_self_signed(["localhost"])
+    other_key, _ = make_self_signed(["localhost"])
+    if "not a PEM certificate" in message:
+        cert = b"garbage\n"
+    if "does not belong" in message:
+        key = other_key
+    (tmp_path / "c.pem").write_bytes(cert)
+    (tmp_path / "k.pem").write_bytes(key)
+
+
 @pytest.mark.parametrize(("text", "message"), BAD_CONFIGS)
 def test_twistd_config_errors_exit_1_with_one_line(tmp_path, text, message):
     """A bad config makes the real twistd exit 1 with one line naming file and key."""
+    message = message.format(tmp=tmp_path)
+    if text is TLS_FILES:
+        write_tls_files(tmp_path, message)
     code, output = run_twistd(tmp_path, text.format(tmp=tmp_path))
     assert code == 1
     lines = [line for line in output.splitlines() if line.strip()]
@@ -73,3 +97,20 @@ def test_twistd_config_errors_exit_1_with_one_line(tmp_path, text, message):
     assert lines[0].startswith(f"orderbook: {tmp_path / 'bad.ini'}: ")
     assert message in lines[0]
     assert "Traceback" not in output
+
+
+def test_busy_port_exits_1_naming_the_endpoint(tmp_path):
+    """A listen endpoint that cannot bind stops startup with exit 1 and says which."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        spec = f"tcp:{port}:interface=127.0.0.1"
+        code, output = run_twistd(
+            tmp_path, f"[node]\ndata_dir = {tmp_path}\n[server]\nlisten = {spec}\n"
+        )
+    assert code == 1
+    assert f"orderbook: cannot listen on {spec}: " in output
+    assert "Address already in use" in output and "Traceback" not in output
