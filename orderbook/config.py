@@ -40,7 +40,7 @@ class NodeSettings:
     recheck_interval_s: float = 1.0
     max_buffered_blocks: int = 20_000
     markets: frozenset[str] = frozenset(MARKETS)
-    decode_worker: bool = True
+    decode_worker: bool = False
 
 
 @dataclass(frozen=True)

@@ -103,10 +103,13 @@ def harness(tmp_path, reactor):
         each.port.stopListening()
 
 
+@pytest.mark.parametrize("decode_worker", [False, True])
 @pytest_twisted.inlineCallbacks
-def test_bootstrap_then_follow_blocks(harness):
-    """Start: snapshot loaded, state ready, then every block applied and announced."""
-    h = harness()
+def test_bootstrap_then_follow_blocks(harness, decode_worker):
+    """Start: snapshot loaded, state ready, then every block applied and announced
+    (statuses decoded in-process, or by the decoder child)."""
+    h = harness(decode_worker=decode_worker)
+    assert (h.service.decoder is not None) is decode_worker
     h.service.startService()
     assert h.state() == "bootstrapping"
     yield wait_for(h.caught_up, what="ready")
