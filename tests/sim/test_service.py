@@ -170,6 +170,9 @@ async def test_real_service_serves_snapshots_at_block_boundaries(
         code, body = await post(reactor, f"{base}/control", {"fault": "gap"})
         assert code == 200 and json.loads(body)["ok"] is True
         await wait_for(reactor, lambda: service.writer.blocks_skipped, what="the gap")
+        skipped = service.writer.blocks_skipped[0]
+        # a snapshot taken right at the skipped block would name a height never written
+        await wait_for(reactor, lambda: service.height > skipped, what="a block after the gap")
         out = tmp_path / "snap.json"
         request = {
             "type": "fileSnapshot",
@@ -181,7 +184,6 @@ async def test_real_service_serves_snapshots_at_block_boundaries(
         height = json.loads(out.read_bytes())[0]
         for stream in STREAMS:
             assert height in _heights(tmp_path / "data", stream)
-        skipped = service.writer.blocks_skipped[0]
         assert skipped not in _heights(tmp_path / "data")
         assert skipped - 1 in _heights(tmp_path / "data")
     finally:
