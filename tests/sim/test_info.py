@@ -13,7 +13,7 @@ from twisted.python.failure import Failure
 
 from orderbook.sim.exchange import Exchange
 from orderbook.sim.info import SnapshotFaults, make_site
-from tests.sim.httpclient import post
+from tests.sim.httpclient import post, wait_for
 
 REQUEST = {
     "type": "fileSnapshot",
@@ -129,6 +129,8 @@ async def test_snapshot_timeout_fault_never_answers(
     hung = Deferred.fromCoroutine(post(reactor, server.info, _request(tmp_path / "hung.json")))
     outcome: list[Any] = []
     hung.addBoth(outcome.append)
+    # the fault takes the first request to arrive: make sure it is this one
+    await wait_for(reactor, lambda: len(server.faults.held) == 1, what="the request held")
     assert (await post(reactor, server.info, _request(tmp_path / "ok.json")))[0] == 200
     assert outcome == [] and not (tmp_path / "hung.json").exists()
     assert len(server.faults.held) == 1
@@ -138,8 +140,6 @@ async def test_snapshot_timeout_fault_never_answers(
 
 
 async def _settle(reactor: Any, d: Deferred) -> None:
-    from tests.sim.httpclient import wait_for
-
     await wait_for(reactor, lambda: d.called, what="the hung request to end")
 
 
