@@ -118,15 +118,7 @@ class Harness:
         self.metrics = MetricsRegistry()
         self.status = {"state": "ready", "height": self.books.height, "lag_ms": 5}
         self.registry = Registry(self.books, self.ws, self.metrics, reactor=reactor)
-        self.site = make_site(
-            self.server,
-            self.ws,
-            self.books,
-            self.registry,
-            self.metrics,
-            lambda: self.status,
-            reactor,
-        )
+        self.site = self.make_site(reactor)
         key, cert = make_self_signed(["localhost", "127.0.0.1"])
         (tmp_path / "key.pem").write_bytes(key)
         (tmp_path / "cert.pem").write_bytes(cert)
@@ -134,6 +126,19 @@ class Harness:
         self.tmp_path = tmp_path
         self.clients: list[Client] = []
         self.port: Any = None
+
+    def make_site(self, reactor: Any, wamp_factory: Any = None) -> Any:
+        """The Site under test (subclasses add a WAMP factory)."""
+        return make_site(
+            self.server,
+            self.ws,
+            self.books,
+            self.registry,
+            self.metrics,
+            lambda: self.status,
+            reactor,
+            wamp_factory=wamp_factory,
+        )
 
     async def start(self) -> Harness:
         spec = f"ssl:0:interface=127.0.0.1:privateKey={self.tmp_path / 'key.pem'}:certKey={self.tmp_path / 'cert.pem'}"

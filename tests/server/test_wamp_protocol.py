@@ -22,7 +22,6 @@ from twisted.internet import defer
 from twisted.internet.endpoints import SSL4ClientEndpoint
 
 from orderbook.book.books import BlockResult
-from orderbook.server.site import make_site
 from orderbook.server.wamp import WampHub
 from orderbook.server.wamp_protocol import make_wamp_factory
 from tests.server.harness import Client, Harness, until
@@ -35,19 +34,11 @@ class WampHarness(Harness):
 
     def __init__(self, reactor: Any, tmp_path: Path, **ws: Any) -> None:
         super().__init__(reactor, tmp_path, **ws)
-        self.hub = WampHub("orderbook", self.registry, self.books, self.metrics)
-        factory = make_wamp_factory(self.hub, self.ws, reactor)
-        self.site = make_site(
-            self.server,
-            self.ws,
-            self.books,
-            self.registry,
-            self.metrics,
-            lambda: self.status,
-            reactor,
-            wamp_factory=factory,
-        )
         self.sessions: list[Probe] = []
+
+    def make_site(self, reactor: Any, wamp_factory: Any = None) -> Any:
+        self.hub = WampHub("orderbook", self.registry, self.books, self.metrics)
+        return super().make_site(reactor, make_wamp_factory(self.hub, self.ws, reactor))
 
     async def join(self, realm: str = "orderbook") -> Probe:
         """An autobahn-python WAMP session joined over wss."""
