@@ -15,15 +15,13 @@ ignored; unknown status strings are kept.
 
 from __future__ import annotations
 
-import calendar
-import re
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any
 
 import msgspec
 
 from orderbook.book.events import BookDiff, Fill, OrderStatus, decode_order
+from orderbook.book.order import iso_to_ms
 
 STATUSES = "statuses"
 DIFFS = "diffs"
@@ -118,29 +116,7 @@ def _header_of(raw: bytes) -> Header | None:
     return header
 
 
-_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?\Z")
-
-
-@lru_cache(maxsize=64)
-def _minute_ms(year: int, month: int, day: int, hour: int, minute: int) -> int:
-    return calendar.timegm((year, month, day, hour, minute, 0, 0, 0, 0)) * 1000
-
-
-def time_ms(text: str) -> int:
-    """Naive UTC ISO-8601 (up to 9 fractional digits) -> epoch ms, truncated.
-
-    Integer arithmetic only: ``"2026-04-30T20:46:43.304461819"`` is exactly
-    ``1777582003304``.
-    """
-    match = _TIME.match(text)
-    if match is None:
-        raise ValueError(f"not a node timestamp: {text!r}")
-    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
-    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61):
-        raise ValueError(f"not a node timestamp: {text!r}")
-    fraction = match.group(7) or ""
-    millis = int((fraction + "000")[:3])
-    return _minute_ms(year, month, day, hour, minute) + second * 1000 + millis
+time_ms = iso_to_ms  # block times: the book's parser of node times
 
 
 def market_of(coin: str) -> str:
