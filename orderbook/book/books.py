@@ -30,23 +30,15 @@ from orderbook.book import l2
 from orderbook.book.book import Book, compare_books
 from orderbook.book.events import REMOVE, Block, BookDiff, NewDiff, OrderStatus
 from orderbook.book.order import (
-    CANONICAL_CLOID,
-    METAS,
-    STATUSLESS_META,
     Order,
-    StatusMeta,
-    decode_status_meta,
     encode_cloid,
-    intern_meta,
-    iso_to_ms,
     meta_of,
-    triggered_meta,
 )
 from orderbook.book.side import ASK, BID
+from orderbook.book.statuses import BlockStatuses
 from orderbook.book.trades import TradePairer
 
 _intern = sys.intern
-_canonical_cloid = CANONICAL_CLOID.fullmatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,114 +93,25 @@ class _Skipped(Exception):
     """A diff that cannot apply to the book as it is (its message goes in a BookError)."""
 
 
-class _Statuses:
-    """The block's statuses by oid, decoded only when a ``new`` diff asks.
-
-    On the first lookup only "open" and "triggered" statuses are decoded (a
-    "triggered" one wins over "open"), and only into :class:`StatusMeta`;
-    other non-rejected statuses only when an oid is missing there.
-    Rejections (~93% on mainnet) are never decoded. ``used`` collects, per
-    coin, the statuses that supplied metadata: ``(file index, status)``.
-    """
-
-    __slots__ = ("_statuses", "_time_ms", "_primary", "_secondary", "used")
-
-    def __init__(self, statuses: list[OrderStatus], time_ms: int) -> None:
-        self._statuses = statuses
-        self._time_ms = time_ms
-        self._primary: dict[int, tuple[int, OrderStatus, StatusMeta]] | None = None
-        self._secondary: dict[int, tuple[int, OrderStatus, StatusMeta]] | None = None
-        self.used: dict[str, list[tuple[int, OrderStatus]]] = {}
-
-    def order(self, oid: int, coin: str, user: str, sz: int) -> Order:
-        """A new resting order ``oid`` of ``coin``, with its status's metadata.
-
-        Without a status (HIP-2, the assistance fund) the order gets the block
-        time and the metadata of a passive Alo limit order.
-        """
-        primary = self._primary
-        if primary is None:
-            primary = self._primary = self._index_primary()
-        hit = primary.get(oid)
-        if hit is None:
-            if self._secondary is None:
-                self._secondary = self._index_secondary()
-            hit = self._secondary.get(oid)
-            if hit is None:
-                return Order(oid, user, sz, self._time_ms, None, STATUSLESS_META)
-        position, status, source = hit
-        used = self.used.get(coin)
-        if used is None:
-            self.used[coin] = [(position, status)]
-        else:
-            used.append((position, status))
-        cloid = source.cloid
-        if cloid is not None and _canonical_cloid(cloid):
-            cloid = int(cloid, 16)
-        if status.status == "triggered":
-            try:
-                timestamp = iso_to_ms(status.time)
-            except ValueError:
-                timestamp = self._time_ms
-            return Order(oid, user, sz, timestamp, cloid, triggered_meta(source))
-        meta = (
-            source.triggerCondition,
-            source.isTrigger,
-            source.triggerPx,
-            source.isPositionTpsl,
-            source.reduceOnly,
-            source.orderType,
-            source.tif,
-        )
-        shared = METAS.get(meta)  # meta_of(source), inlined
-        return Order(oid, user, sz, source.timestamp, cloid, shared or intern_meta(meta))
-
-    def _index_primary(self) -> dict[int, tuple[int, OrderStatus, StatusMeta]]:
-        index: dict[int, tuple[int, OrderStatus, StatusMeta]] = {}
-        for position, status in enumerate(self._statuses):
-            name = status.status
-            if name == "open" or name == "triggered":
-                self._add(index, position, status, name == "triggered")
-        return index
-
-    def _index_secondary(self) -> dict[int, tuple[int, OrderStatus, StatusMeta]]:
-        index: dict[int, tuple[int, OrderStatus, StatusMeta]] = {}
-        for position, status in enumerate(self._statuses):
-            name = status.status
-            if name != "open" and name != "triggered" and not name.endswith("Rejected"):
-                self._add(index, position, status, False)
-        return index
-
-    @staticmethod
-    def _add(
-        index: dict[int, tuple[int, OrderStatus, StatusMeta]],
-        position: int,
-        status: OrderStatus,
-        triggered: bool,
-    ) -> None:
-        """Index one status: the first of its oid, or the first "triggered" one."""
-        try:
-            source = decode_status_meta(status.order)
-        except msgspec.DecodeError:  # a bad status only loses its metadata
-            return
-        oid = source.oid
-        known = index.get(oid)
-        if known is None or (triggered and known[1].status != "triggered"):
-            index[oid] = (position, status, source)
-
-
-_EMPTY_TOP: tuple[Any, ...] = (None, None)
+_EMPTY_TOP: tuple[Any, ...] = (None,) * 6
 
 
 def _top(book: Book) -> tuple[Any, ...]:
-    """Best bid and ask (px, size, count), to tell whether a block changed them."""
+    """(bid px, ask px, bid size, bid count, ask size, ask count), None for an
+    empty side: to tell whether a block changed the bbo, and the mid (px only)."""
     bids, asks = book.bids, book.asks
     bid = bids.levels[-bids.keys[0]] if bids.keys else None
     ask = asks.levels[asks.keys[0]] if asks.keys else None
-    return (
-        bid and (bid.px, bid.size, len(bid.orders)),
-        ask and (ask.px, ask.size, len(ask.orders)),
-    )
+    if bid is None or ask is None:
+        return (
+            bid and bid.px,
+            ask and ask.px,
+            bid and bid.size,
+            bid and len(bid.orders),
+            ask and ask.size,
+            ask and len(ask.orders),
+        )
+    return bid.px, ask.px, bid.size, len(bid.orders), ask.size, len(ask.orders)
 
 
 _parsed: dict[str, int] = {}
@@ -263,7 +166,7 @@ class Books:
     def apply_block(self, block: Block) -> BlockResult:
         """Apply one block (diffs in file order are the authority)."""
         result = BlockResult(block.height, block.time_ms)
-        statuses = _Statuses(block.statuses, block.time_ms)
+        statuses = BlockStatuses(block.statuses, block.time_ms)
         touched = self._apply_diffs(block.diffs, statuses, result)
         updates = result.updates
         for coin, used in statuses.used.items():
@@ -276,17 +179,19 @@ class Books:
         if views:
             for coin in result.changed:
                 views.pop(coin, None)
-        tops = self._tops
+        tops, books, bbo_changed = self._tops, self._books, result.bbo_changed
         for coin in touched:
-            top = _top(self._books[coin])
-            if top != tops.get(coin, _EMPTY_TOP):
+            top = _top(books[coin])
+            last = tops.get(coin, _EMPTY_TOP)
+            if top != last:
                 tops[coin] = top
-                result.bbo_changed.add(coin)
-                result.mids_changed |= self._refresh_mid(coin)
+                bbo_changed.add(coin)
+                if top[0] != last[0] or top[1] != last[1]:  # a best price moved
+                    result.mids_changed |= self._refresh_mid(coin)
         return result
 
     def _apply_diffs(
-        self, diffs: list[BookDiff], statuses: _Statuses, result: BlockResult
+        self, diffs: list[BookDiff], statuses: BlockStatuses, result: BlockResult
     ) -> set[str]:
         """Apply ``diffs`` in order; return the coins whose best level a diff touched.
 
@@ -386,7 +291,7 @@ class Books:
         book: Book,
         diff: BookDiff,
         body: NewDiff,
-        statuses: _Statuses,
+        statuses: BlockStatuses,
         result: BlockResult,
         touched: set[str],
     ) -> bool:

@@ -180,6 +180,20 @@ def test_non_rejected_status_is_fallback_metadata():
     assert l4_order(books, 4)["tif"] == "Ioc"
 
 
+def test_undecodable_status_only_loses_its_metadata():
+    """A status whose order does not decode is skipped: the next usable one supplies."""
+    books = Books()
+    bad_open = status(4, "open", timestamp="soon", tif="Gtc")  # oid reads, the rest does not
+    bad_cancel = status(4, "canceled", timestamp="later", tif="Alo")
+    good_cancel = status(4, "canceled", tif="Ioc")
+    books.apply_block(block(1, [bad_open, bad_cancel, good_cancel], [new(4)]))
+    assert l4_order(books, 4)["tif"] == "Ioc"
+    only_bad = [status(5, "open", timestamp="soon"), status(5, "filled", timestamp="x")]
+    books.apply_block(block(2, only_bad, [new(5)]))
+    assert l4_order(books, 5)["tif"] == "Alo"  # as an order without a status
+    assert l4_order(books, 5)["timestamp"] == BLOCK_MS
+
+
 def test_inconsistent_diffs_are_reported_not_raised():
     """Unknown oids, duplicate news and bad numbers are errors; the rest still applies."""
     books = Books()
