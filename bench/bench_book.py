@@ -31,7 +31,9 @@ Timing is made robust against a shared, noisy VM: every pass is timed with
 ``time.perf_counter()`` (wall: what it costs with the neighbours); passes
 alternate GC disabled / GC enabled (after ``freeze_after_load()``, as the
 server runs); each mode reports the median and best pass. The load average
-is printed before and after.
+is printed before and after, and a fixed reference workload (class
+``Reference``) runs before every pass: when two runs' blocks/s differ, its
+time shows how much of that is the machine.
 
 Also reported: the blocks' shape (measured on the lines), blocks through the
 statuses decoder child, L2 view cost on the biggest book, bytes per resting
@@ -87,6 +89,7 @@ Lines = tuple[bytes, bytes, bytes]
 
 MAINNET_BLOCKS_PER_S = 14.5
 TARGET_FACTOR = 40
+MAINNET_STATUSES_LINE_KB = 240  # node-data.md: a by-block statuses line averages ~240 KB
 MAGNITUDES = [76_000, 3_000, 150, 25, 1.2, 0.035, 0.0012345, 450, 9.5, 0.61]
 OTHER_STATUSES = (
     ["badAloPxRejected"] * 93 + ["perpMarginRejected"] * 4 + ["iocCancelRejected", "canceled"]
@@ -365,6 +368,58 @@ def decode_block(raw_statuses: bytes, raw_diffs: bytes, raw_fills: bytes) -> Blo
     )
 
 
+class _RefEvent(msgspec.Struct, gc=False):
+    user: str
+    oid: int
+    px: str
+    status: str
+
+
+class Reference:
+    """A fixed CPU workload shaped like a block's, to tell the machine's speed.
+
+    The same bytes and steps in every run (msgspec decode of 10,000 events,
+    then dict and attribute churn), independent of the source and the book:
+    when a run's blocks/s differ from another's, the reference shows how much
+    of that is the (shared, noisy) machine. Timed with ``process_time``, best
+    of three, before every pass.
+    """
+
+    def __init__(self) -> None:
+        rng = random.Random(20261126)
+        statuses = ("open", "badAloPxRejected", "canceled")
+        events = [
+            {
+                "user": f"0x{rng.getrandbits(160):040x}",
+                "oid": rng.randrange(1 << 20),
+                "px": f"{rng.randint(1, 99_999)}.0",
+                "status": rng.choice(statuses),
+            }
+            for _ in range(10_000)
+        ]
+        self._raw = msgspec.json.encode(events)
+        self._decode = msgspec.json.Decoder(list[_RefEvent]).decode
+        self.samples_ms: list[float] = []
+
+    def measure(self) -> float:
+        """Run it three times; note and return the best, in ms."""
+        best = min(self._once() for _ in range(3))
+        self.samples_ms.append(best)
+        return best
+
+    def _once(self) -> float:
+        start = time.process_time()
+        resting: dict[int, _RefEvent] = {}
+        levels: dict[str, int] = {}
+        for event in self._decode(self._raw):
+            if event.status == "open":
+                resting[event.oid] = event
+                levels[event.px] = levels.get(event.px, 0) + 1
+            elif resting.pop(event.oid, None) is not None:
+                levels[event.px] = levels.get(event.px, 1) - 1
+        return (time.process_time() - start) * 1e3
+
+
 def run_pass(books: Books, lines: list[Lines]) -> dict[str, Any]:
     """Decode and apply ``lines`` in order; CPU and wall time, per block and total."""
     cpu = time.process_time
@@ -390,14 +445,18 @@ def run_pass(books: Books, lines: list[Lines]) -> dict[str, Any]:
     }
 
 
-def bench_blocks(books: Books, lines: list[Lines], passes: int) -> dict[str, dict[str, Any]]:
-    """``passes`` passes per GC mode, alternating; consecutive slices of ``lines``."""
+def bench_blocks(
+    books: Books, lines: list[Lines], passes: int, reference: Reference
+) -> dict[str, dict[str, Any]]:
+    """``passes`` passes per GC mode, alternating; consecutive slices of ``lines``;
+    the reference workload before each."""
     size = len(lines) // (2 * passes)
     runs: dict[str, list[dict[str, Any]]] = {"gc_off": [], "gc_on": []}
     freeze_after_load()  # as the server does after a snapshot load
     try:
         for index in range(2 * passes):
             mode = "gc_off" if index % 2 == 0 else "gc_on"
+            reference.measure()
             if mode == "gc_off":
                 gc.disable()
             try:
@@ -801,12 +860,15 @@ def print_shape(shape: dict[str, Any]) -> None:
         "diffs ({new_per_block:.0f} new, {update_per_block:.0f} update, {remove_per_block:.0f} "
         "remove) in {coins_with_diffs_per_block:.0f} coins, {fills_per_block:.1f} fill events; lines {statuses_line_kb:.0f} KB statuses "
         "+ {diffs_line_kb:.0f} KB diffs + {fills_line_kb:.1f} KB fills".format(**shape)
+        + f" (statuses {shape['statuses_line_kb'] / MAINNET_STATUSES_LINE_KB:.1f}x mainnet's "
+        f"average line of ~{MAINNET_STATUSES_LINE_KB} KB)"
     )
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     print(f"load average {load_average()} (1/5/15 min) on {os.cpu_count()} CPUs")
+    reference = Reference()
     with tempfile.TemporaryDirectory(prefix="bench_book-") as directory:
         prepare = prepare_simulator if args.source == "simulator" else prepare_synthetic
         data = prepare(args, Path(directory))
@@ -845,7 +907,7 @@ def main(argv: list[str] | None = None) -> None:
     shape = block_shape(data.lines)
     print_shape(shape)
     load_before = load_average()
-    blocks = bench_blocks(books, data.lines, args.passes)
+    blocks = bench_blocks(books, data.lines, args.passes, reference)
     load_after = load_average()
     for mode, result in blocks.items():
         cpu = result["cpu_blocks_per_s_median"]
@@ -860,6 +922,12 @@ def main(argv: list[str] | None = None) -> None:
             f"{result['errors']} book errors"
         )
     print(f"load average {load_before} before the block passes, {load_after} after")
+    samples = reference.samples_ms
+    print(
+        f"reference workload (fixed; tells this machine's speed, lower is faster): "
+        f"{statistics.median(samples):.2f} ms median ({min(samples):.2f}-{max(samples):.2f}) "
+        f"before the block passes"
+    )
     worker = bench_decode_worker(books, data.more, args.passes)
     rate = worker["main_cpu_blocks_per_s_median"]
     print(
@@ -896,6 +964,7 @@ def main(argv: list[str] | None = None) -> None:
         "load": load,
         "gc": gcs,
         "blocks": blocks,
+        "reference_ms": reference.samples_ms,
         "decode_worker": worker,
         "views": views,
     }
