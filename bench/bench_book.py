@@ -29,8 +29,11 @@ so blocks/s includes decode.
 Timing is made robust against a shared, noisy VM: every pass is timed with
 ``time.process_time()`` (CPU of this process: what the book costs) and
 ``time.perf_counter()`` (wall: what it costs with the neighbours); passes
-alternate GC disabled / GC enabled (after ``freeze_after_load()``, as the
-server runs); each mode reports the median and best pass. The load average
+take turns in three GC modes, all after ``freeze_after_load()`` as the
+server runs: disabled, enabled with CPython's default thresholds, and
+enabled with the server's policy (``orderbook.gc_policy``: young threshold
+10,000); each mode reports the median and best pass and the time spent in
+the collector (``gc.callbacks``). The load average
 is printed before and after, and a fixed reference workload (class
 ``Reference``) runs before every pass: when two runs' blocks/s differ, its
 time shows how much of that is the machine.
@@ -63,6 +66,8 @@ import tempfile
 import time
 import tracemalloc
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +80,7 @@ from orderbook.book import l2
 from orderbook.book.books import Books, freeze_after_load
 from orderbook.book.events import Block, StatusOrder
 from orderbook.book.order import iso_to_ms
+from orderbook.gc_policy import YOUNG_THRESHOLD, raise_young_threshold
 from orderbook.node import schema
 from orderbook.node.decoder import strip_rejections
 from orderbook.node.snapshot import load_snapshot
@@ -445,24 +451,70 @@ def run_pass(books: Books, lines: list[Lines]) -> dict[str, Any]:
     }
 
 
+GC_MODES = {
+    "gc_off": "GC off",
+    "gc_default": "GC on, CPython's default thresholds",
+    "gc_server": f"GC on, the server's policy (young threshold {YOUNG_THRESHOLD:,})",
+}
+
+
+@contextmanager
+def gc_mode(mode: str) -> Iterator[None]:
+    """The collector as ``mode`` says, for one pass."""
+    if mode == "gc_off":
+        gc.disable()
+        try:
+            yield
+        finally:
+            gc.enable()
+    elif mode == "gc_server":
+        previous = raise_young_threshold()
+        try:
+            yield
+        finally:
+            gc.set_threshold(*previous)
+    else:
+        yield
+
+
+class GcClock:
+    """Time spent in the collector (gc.callbacks), and how many collections."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = 0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.collections += 1
+
+
 def bench_blocks(
     books: Books, lines: list[Lines], passes: int, reference: Reference
 ) -> dict[str, dict[str, Any]]:
-    """``passes`` passes per GC mode, alternating; consecutive slices of ``lines``;
+    """``passes`` passes per GC mode, in turn; consecutive slices of ``lines``;
     the reference workload before each."""
-    size = len(lines) // (2 * passes)
-    runs: dict[str, list[dict[str, Any]]] = {"gc_off": [], "gc_on": []}
+    size = len(lines) // (len(GC_MODES) * passes)
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in GC_MODES}
     freeze_after_load()  # as the server does after a snapshot load
     try:
-        for index in range(2 * passes):
-            mode = "gc_off" if index % 2 == 0 else "gc_on"
+        for index in range(len(GC_MODES) * passes):
+            mode = list(GC_MODES)[index % len(GC_MODES)]
             reference.measure()
-            if mode == "gc_off":
-                gc.disable()
-            try:
-                runs[mode].append(run_pass(books, lines[index * size : (index + 1) * size]))
-            finally:
-                gc.enable()
+            clock = GcClock()
+            with gc_mode(mode):  # (a collection GC-off deferred runs after, unclocked)
+                gc.callbacks.append(clock)
+                try:
+                    result = run_pass(books, lines[index * size : (index + 1) * size])
+                finally:
+                    gc.callbacks.remove(clock)
+            result["gc_ms_per_block"] = clock.seconds * 1e3 / size
+            result["gc_collections"] = clock.collections
+            runs[mode].append(result)
     finally:
         gc.unfreeze()
     return {mode: summarize(results, size) for mode, results in runs.items()}
@@ -490,13 +542,14 @@ class DecoderPipe:
 
 
 def bench_decode_worker(books: Books, lines: list[Lines], passes: int) -> dict[str, Any]:
-    """Blocks through the decoder child (GC on, as the server runs): the reactor core's
+    """Blocks through the decoder child (GC on with the server's policy): the reactor core's
     CPU per block (pipe I/O + decode of the stripped line + apply), and the child's CPU
     per statuses line (measured on the same code in this process)."""
     pipe = DecoderPipe()
     size = len(lines) // passes
     rates, main_ms = [], []
     freeze_after_load()
+    previous = raise_young_threshold()
     try:
         for index in range(passes):
             chunk = lines[index * size : (index + 1) * size]
@@ -508,6 +561,7 @@ def bench_decode_worker(books: Books, lines: list[Lines], passes: int) -> dict[s
                 main_ms.append((time.process_time() - t0) * 1e3)
             rates.append(len(chunk) / (time.process_time() - start))
     finally:
+        gc.set_threshold(*previous)
         gc.unfreeze()
         pipe.close()
     strip_ms = [
@@ -544,6 +598,8 @@ def summarize(results: list[dict[str, Any]], size: int) -> dict[str, Any]:
         "decode_ms_p50": ms("decode_ms", 0.5),
         "apply_ms_p50": ms("apply_ms", 0.5),
         "errors": sum(r["errors"] for r in results),
+        "gc_ms_per_block": statistics.median(r["gc_ms_per_block"] for r in results),
+        "gc_collections": sum(r["gc_collections"] for r in results),
     }
 
 
@@ -838,8 +894,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--blocks",
         type=int,
-        help="timed blocks, split over 2 x passes (plus half as many through the decoder "
-        "child); default 600 (simulator) or 800 (synthetic)",
+        help="timed blocks, split over 3 x passes (plus half as many through the decoder "
+        "child); default 900 (simulator) or 1200 (synthetic)",
     )
     parser.add_argument("--passes", type=int, default=4, help="per GC mode")
     parser.add_argument("--scale", type=float, default=1.0, help="simulator: load per block")
@@ -848,7 +904,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--chunk", type=int, default=5000)
     args = parser.parse_args(argv)
     if args.blocks is None:
-        args.blocks = 600 if args.source == "simulator" else 800
+        args.blocks = 900 if args.source == "simulator" else 1200
     return args
 
 
@@ -912,14 +968,15 @@ def main(argv: list[str] | None = None) -> None:
     for mode, result in blocks.items():
         cpu = result["cpu_blocks_per_s_median"]
         print(
-            f"blocks, decode + apply, {mode.replace('_', ' ')} ({args.passes} passes of "
+            f"blocks, decode + apply, {GC_MODES[mode]} ({args.passes} passes of "
             f"{result['blocks_per_pass']}): CPU {cpu:.0f} blocks/s median, "
             f"{result['cpu_blocks_per_s_best']:.0f} best = {cpu / MAINNET_BLOCKS_PER_S:.1f}x mainnet "
             f"{MAINNET_BLOCKS_PER_S}/s (target {TARGET_FACTOR}x); wall {result['wall_blocks_per_s_median']:.0f} "
             f"median, {result['wall_blocks_per_s_best']:.0f} best; per block CPU p50 "
             f"{result['block_ms_p50']:.2f} ms (decode {result['decode_ms_p50']:.2f} + apply "
             f"{result['apply_ms_p50']:.2f}), p99 {result['block_ms_p99']:.2f} ms; "
-            f"{result['errors']} book errors"
+            f"{result['errors']} book errors; in the collector {result['gc_ms_per_block']:.3f} "
+            f"ms a block ({result['gc_collections']} collections)"
         )
     print(f"load average {load_before} before the block passes, {load_after} after")
     samples = reference.samples_ms
@@ -931,7 +988,7 @@ def main(argv: list[str] | None = None) -> None:
     worker = bench_decode_worker(books, data.more, args.passes)
     rate = worker["main_cpu_blocks_per_s_median"]
     print(
-        f"blocks with the statuses decoder child (GC on, [node] decode_worker = yes): reactor "
+        f"blocks with the statuses decoder child (GC as the server, [node] decode_worker = yes): reactor "
         f"core CPU {rate:.0f} blocks/s median, {worker['main_cpu_blocks_per_s_best']:.0f} best = "
         f"{rate / MAINNET_BLOCKS_PER_S:.1f}x mainnet (target {TARGET_FACTOR}x); per block p50 "
         f"{worker['main_block_ms_p50']:.2f} ms, p99 {worker['main_block_ms_p99']:.2f} ms; the child "

@@ -9,11 +9,10 @@ prints one line naming the file, the key and the problem, and twistd exits 1.
 
 from __future__ import annotations
 
-import gc
 import sys
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService, TimerService
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
@@ -22,6 +21,7 @@ from twisted.python.failure import Failure
 
 from orderbook import config, logs, tls
 from orderbook.config import ConfigError, Settings
+from orderbook.gc_policy import GcPolicy
 
 _log = Logger(namespace="orderbook.tap")
 
@@ -94,7 +94,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         router.setServiceParent(top)
         status = _with_router(ingest.status, router.status)
     ingest.setServiceParent(top)
-    TimerService(GC_FREEZE_INTERVAL_S, freeze_old_objects).setServiceParent(top)
+    GcPolicy().setServiceParent(top)
     site = make_site(
         settings.server,
         settings.websocket,
@@ -111,23 +111,6 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         endpoint = serverFromString(reactor, tls.endpoint_string(spec, settings.tls))
         ListeningService(spec, endpoint, site).setServiceParent(top)
     return top
-
-
-GC_FREEZE_INTERVAL_S = 60.0
-
-
-def freeze_old_objects() -> None:
-    """Collect the young generations, then move every survivor out of the collector's sight.
-
-    A full collection walks every object: over 500k resting orders it stalls
-    the reactor ~400 ms. Survivors of a young collection are long-lived
-    (resting orders, subscriptions); ``gc.freeze()`` is O(1) and exempts them
-    from later full passes. Frozen objects are still freed by reference
-    counting, so only cyclic garbage older than a minute is kept (rare: the
-    node events and orders never form cycles).
-    """
-    gc.collect(1)
-    gc.freeze()
 
 
 class BookListeners:
