@@ -54,7 +54,7 @@ def status(
 ) -> OrderStatus:
     """An order status with a raw order, like ingestion decodes it."""
     raw = msgspec.Raw(msgspec.json.encode(order(oid, **fields)))
-    return OrderStatus(time=time, user=user, status=status, order=raw, hash=None)
+    return OrderStatus(time=time, user=user, status=status, order=raw)
 
 
 def snapshot_order(oid: int, **fields: Any) -> StatusOrder:
