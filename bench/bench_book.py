@@ -82,7 +82,7 @@ from orderbook.book.events import Block, StatusOrder
 from orderbook.book.order import iso_to_ms
 from orderbook.gc_policy import YOUNG_THRESHOLD, raise_young_threshold
 from orderbook.node import schema
-from orderbook.node.decoder import strip_rejections
+from orderbook.node.decoder import READ, STRIPPED, read_request, strip_rejections
 from orderbook.node.snapshot import load_snapshot
 from orderbook.sim.exchange import Block as SimBlock
 from orderbook.sim.exchange import Exchange
@@ -96,6 +96,8 @@ Lines = tuple[bytes, bytes, bytes]
 MAINNET_BLOCKS_PER_S = 14.5
 TARGET_FACTOR = 40
 MAINNET_STATUSES_LINE_KB = 240  # node-data.md: a by-block statuses line averages ~240 KB
+_FRAME = struct.Struct(">BI")  # the decoder child's framing: kind, size
+DECODER_WINDOW = 3  # statuses lines in flight to the child (the node writes ahead of us)
 MAGNITUDES = [76_000, 3_000, 150, 25, 1.2, 0.035, 0.0012345, 450, 9.5, 0.61]
 OTHER_STATUSES = (
     ["badAloPxRejected"] * 93 + ["perpMarginRejected"] * 4 + ["iocCancelRejected", "canceled"]
@@ -530,40 +532,69 @@ class DecoderPipe:
             stdout=subprocess.PIPE,
         )
 
-    def strip(self, raw: bytes) -> bytes:
-        self.child.stdin.write(struct.pack(">I", len(raw)) + raw)
+    def request(self, raw: bytes, path: bytes, offset: int) -> None:
+        """Ask the child to strip ``raw``, which it reads at ``offset`` of ``path`` (as
+        the server asks)."""
+        payload = read_request(path, offset, raw)
+        self.child.stdin.write(_FRAME.pack(READ, len(payload)) + payload)
         self.child.stdin.flush()
-        (size,) = struct.unpack(">I", self.child.stdout.read(4))
-        return self.child.stdout.read(size)
+
+    def reply(self, raw: bytes) -> bytes:
+        """The answer to the oldest request: the stripped line, or ``raw`` if unread."""
+        kind, size = _FRAME.unpack(self.child.stdout.read(_FRAME.size))
+        reply = self.child.stdout.read(size)
+        return reply if kind == STRIPPED else raw
 
     def close(self) -> None:
         self.child.stdin.close()
         self.child.wait(10)
 
 
+def write_statuses_file(lines: list[Lines], path: Path) -> list[int]:
+    """The statuses lines as the node's file (the child reads them there); their offsets."""
+    offsets = []
+    with open(path, "wb") as handle:
+        for raw, _, _ in lines:
+            offsets.append(handle.tell())
+            handle.write(raw + b"\n")
+    return offsets
+
+
 def bench_decode_worker(books: Books, lines: list[Lines], passes: int) -> dict[str, Any]:
     """Blocks through the decoder child (GC on with the server's policy): the reactor core's
-    CPU per block (pipe I/O + decode of the stripped line + apply), and the child's CPU
-    per statuses line (measured on the same code in this process)."""
+    CPU per block (the request, reading the stripped line back, decoding it, apply), and
+    the child's CPU per statuses line (measured on the same code in this process). The
+    statuses lines are written to a file first: the child reads them there, as in the
+    server, a few lines ahead of the block being applied."""
     pipe = DecoderPipe()
     size = len(lines) // passes
     rates, main_ms = [], []
+    directory = tempfile.TemporaryDirectory(prefix="bench_book-statuses-")
+    path = Path(directory.name) / "statuses"
+    offsets = write_statuses_file(lines, path)
+    name = os.fsencode(path)
     freeze_after_load()
     previous = raise_young_threshold()
     try:
         for index in range(passes):
-            chunk = lines[index * size : (index + 1) * size]
+            first, end = index * size, (index + 1) * size
             start = time.process_time()
-            for raw_statuses, raw_diffs, raw_fills in chunk:
+            for at in range(first, min(first + DECODER_WINDOW, end)):
+                pipe.request(lines[at][0], name, offsets[at])
+            for at in range(first, end):
+                raw_statuses, raw_diffs, raw_fills = lines[at]
                 t0 = time.process_time()
-                block = decode_block(pipe.strip(raw_statuses), raw_diffs, raw_fills)
-                books.apply_block(block)
+                if at + DECODER_WINDOW < end:  # the child works ahead, as in the server
+                    pipe.request(lines[at + DECODER_WINDOW][0], name, offsets[at + DECODER_WINDOW])
+                stripped = pipe.reply(raw_statuses)
+                books.apply_block(decode_block(stripped, raw_diffs, raw_fills))
                 main_ms.append((time.process_time() - t0) * 1e3)
-            rates.append(len(chunk) / (time.process_time() - start))
+            rates.append(size / (time.process_time() - start))
     finally:
         gc.set_threshold(*previous)
         gc.unfreeze()
         pipe.close()
+        directory.cleanup()
     strip_ms = [
         median_call(lambda raw=raw: strip_rejections(raw), 1) * 1e3 for raw, _, _ in lines[:50]
     ]

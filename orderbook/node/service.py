@@ -273,7 +273,9 @@ class IngestService(Service):
         if not raw.strip():
             return
         if kind == STATUSES and self.decoder is not None:
-            self.decoder.submit(raw, lambda line: self._decoded_later(path, offset, line))
+            self.decoder.submit(
+                raw, lambda line: self._decoded_later(path, offset, line), path, offset
+            )
             return
         self._decoded(kind, path, offset, raw)
 

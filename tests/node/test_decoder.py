@@ -49,18 +49,44 @@ def test_unreadable_or_rejection_free_lines_come_back_unchanged():
     assert strip_rejections(clean) is clean
 
 
-def test_serve_answers_each_framed_line_in_order():
-    """The child's loop: length-prefixed lines in, stripped lines out, until EOF."""
-    lines = [b"not json", b"[]", b"{}"]
-    source = io.BytesIO(b"".join(struct.pack(">I", len(x)) + x for x in lines))
-    sink = io.BytesIO()
-    serve(source, sink)
-    out, replies = sink.getvalue(), []
+def framed(kind: int, payload: bytes) -> bytes:
+    return struct.pack(">BI", kind, len(payload)) + payload
+
+
+def replies_of(out: bytes) -> list[tuple[int, bytes]]:
+    replies = []
     while out:
-        (size,) = struct.unpack(">I", out[:4])
-        replies.append(out[4 : 4 + size])
-        out = out[4 + size :]
-    assert replies == lines
+        kind, size = struct.unpack(">BI", out[:5])
+        replies.append((kind, out[5 : 5 + size]))
+        out = out[5 + size :]
+    return replies
+
+
+def test_serve_answers_each_framed_line_in_order():
+    """The child's loop: framed lines in, stripped lines out, until EOF."""
+    lines = [b"not json", b"[]", b"{}"]
+    sink = io.BytesIO()
+    serve(io.BytesIO(b"".join(framed(decoder.LINE, x) for x in lines)), sink)
+    assert replies_of(sink.getvalue()) == [(decoder.STRIPPED, x) for x in lines]
+
+
+def test_serve_reads_lines_from_the_node_file(tmp_path, mainnet_data):
+    """READ: the child reads the line at its offset; a changed head or no file is UNREAD."""
+    lines = statuses_lines(mainnet_data)[:3]
+    node_file = tmp_path / "20"
+    node_file.write_bytes(b"".join(line + b"\n" for line in lines))
+    path = os.fsencode(node_file)
+    offsets = [0, len(lines[0]) + 1, len(lines[0]) + len(lines[1]) + 2]
+    requests = [decoder.read_request(path, at, raw) for at, raw in zip(offsets, lines, strict=True)]
+    requests.append(decoder.read_request(path, offsets[1], lines[2]))  # not what is there
+    requests.append(decoder.read_request(path + b".gone", 0, lines[0]))
+    sink = io.BytesIO()
+    serve(io.BytesIO(b"".join(framed(decoder.READ, r) for r in requests)), sink)
+    assert replies_of(sink.getvalue()) == [
+        *((decoder.STRIPPED, strip_rejections(raw)) for raw in lines),
+        (decoder.UNREAD, b""),
+        (decoder.UNREAD, b""),
+    ]
 
 
 @pytest.fixture
@@ -111,6 +137,24 @@ def test_a_dying_child_hands_lines_back_and_restarts(started, mainnet_data, monk
     process.submit(lines[5], replies.append)
     yield wait_for(lambda: len(replies) == 6, 10, "an answer from the new child")
     assert replies[5] == strip_rejections(lines[5])
+
+
+@pytest_twisted.inlineCallbacks
+def test_child_reads_lines_the_reactor_points_at(started, mainnet_data, tmp_path):
+    """With path and offset the child reads the node file; an unreadable line comes back as it was."""
+    process = started()
+    yield wait_for(lambda: process.alive, 10, "the decoder to start")
+    lines = statuses_lines(mainnet_data)[:4]
+    node_file = tmp_path / "20"
+    node_file.write_bytes(b"".join(line + b"\n" for line in lines))
+    replies: list[bytes] = []
+    offset = 0
+    for raw in lines:
+        process.submit(raw, replies.append, node_file, offset)
+        offset += len(raw) + 1
+    process.submit(lines[0], replies.append, tmp_path / "missing", 0)
+    yield wait_for(lambda: len(replies) == 5, 20, "every reply")
+    assert replies == [*(strip_rejections(raw) for raw in lines), lines[0]]
 
 
 def test_submit_without_a_child_answers_at_once(reactor):

@@ -122,6 +122,8 @@ def test_bootstrap_then_follow_blocks(harness, decode_worker):
     status = h.service.status()
     assert status["height"] == 1006 and status["lag_ms"] is not None
     assert status["reason"] is None and status["resyncs"] == 0
+    if decode_worker:  # the child read the statuses lines from the node's file itself
+        assert h.service.decoder.stripped > 0 and h.service.decoder.unread == 0
 
 
 @pytest_twisted.inlineCallbacks
