@@ -49,7 +49,7 @@ _READ = struct.Struct(">QIH")  # offset, length, head size
 LINE, READ = 1, 2  # requests
 STRIPPED, UNREAD = 1, 2  # replies
 HEAD_BYTES = 96  # '{"local_time":"…","block_time":"…","block_number":N'
-_OPEN_FILES = 8
+_OPEN_FILES = 2  # this hour's file and the last: a deleted file's space is freed at close
 _decode_statuses = msgspec.json.Decoder(StatusLine).decode
 _encode = msgspec.json.Encoder().encode
 RESTART_DELAY_S = 1.0
@@ -100,7 +100,7 @@ def read_request(path: bytes, offset: int, raw: bytes) -> bytes:
 
 
 class _Files:
-    """The child's open node files (a few, most recently used kept)."""
+    """The child's open node files: the two most recently used (this hour's and the last)."""
 
     def __init__(self) -> None:
         self._open: OrderedDict[bytes, int] = OrderedDict()

@@ -89,6 +89,20 @@ def test_serve_reads_lines_from_the_node_file(tmp_path, mainnet_data):
     ]
 
 
+def test_the_child_keeps_only_two_node_files_open(tmp_path):
+    """Old hourly files get deleted by the node: an open descriptor would keep their space."""
+    files = decoder._Files()
+    try:
+        for hour in range(4):
+            node_file = tmp_path / str(hour)
+            node_file.write_bytes(b"line\n")
+            request = decoder.read_request(os.fsencode(node_file), 0, b"line")
+            assert files.read(request) == b"line"
+        assert sorted(files._open) == [os.fsencode(tmp_path / "2"), os.fsencode(tmp_path / "3")]
+    finally:
+        files.close()
+
+
 @pytest.fixture
 def started(reactor):
     decoders: list[StatusesDecoder] = []
