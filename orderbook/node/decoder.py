@@ -225,6 +225,11 @@ class StatusesDecoder(protocol.ProcessProtocol):
         if kind == STRIPPED:
             self.stripped += 1
         else:  # UNREAD: the reactor decodes its own copy
+            if not self.unread:
+                self._log.warn(
+                    "statuses decoder: the child could not read a line from the node's file; "
+                    "such lines are decoded in-process"
+                )
             self.unread += 1
             reply = raw
         done(reply)
