@@ -59,7 +59,6 @@ import os
 import platform
 import random
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -82,7 +81,14 @@ from orderbook.book.events import Block, StatusOrder
 from orderbook.book.order import iso_to_ms
 from orderbook.gc_policy import YOUNG_THRESHOLD, raise_young_threshold
 from orderbook.node import schema
-from orderbook.node.decoder import READ, STRIPPED, read_request, strip_rejections
+from orderbook.node.decoder import (
+    READ,
+    STRIPPED,
+    frame,
+    read_frame,
+    read_request,
+    strip_rejections,
+)
 from orderbook.node.snapshot import load_snapshot
 from orderbook.sim.exchange import Block as SimBlock
 from orderbook.sim.exchange import Exchange
@@ -96,7 +102,6 @@ Lines = tuple[bytes, bytes, bytes]
 MAINNET_BLOCKS_PER_S = 14.5
 TARGET_FACTOR = 40
 MAINNET_STATUSES_LINE_KB = 240  # node-data.md: a by-block statuses line averages ~240 KB
-_FRAME = struct.Struct(">BI")  # the decoder child's framing: kind, size
 DECODER_WINDOW = 3  # statuses lines in flight to the child (the node writes ahead of us)
 MAGNITUDES = [76_000, 3_000, 150, 25, 1.2, 0.035, 0.0012345, 450, 9.5, 0.61]
 OTHER_STATUSES = (
@@ -535,14 +540,15 @@ class DecoderPipe:
     def request(self, raw: bytes, path: bytes, offset: int) -> None:
         """Ask the child to strip ``raw``, which it reads at ``offset`` of ``path`` (as
         the server asks)."""
-        payload = read_request(path, offset, raw)
-        self.child.stdin.write(_FRAME.pack(READ, len(payload)) + payload)
+        self.child.stdin.write(frame(READ, read_request(path, offset, raw)))
         self.child.stdin.flush()
 
     def reply(self, raw: bytes) -> bytes:
         """The answer to the oldest request: the stripped line, or ``raw`` if unread."""
-        kind, size = _FRAME.unpack(self.child.stdout.read(_FRAME.size))
-        reply = self.child.stdout.read(size)
+        answer = read_frame(self.child.stdout)
+        if answer is None:
+            raise RuntimeError("the decoder child closed its output")
+        kind, reply = answer
         return reply if kind == STRIPPED else raw
 
     def close(self) -> None:

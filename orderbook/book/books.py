@@ -102,16 +102,14 @@ def _top(book: Book) -> tuple[Any, ...]:
     bids, asks = book.bids, book.asks
     bid = bids.levels[-bids.keys[0]] if bids.keys else None
     ask = asks.levels[asks.keys[0]] if asks.keys else None
-    if bid is None or ask is None:
-        return (
-            bid and bid.px,
-            ask and ask.px,
-            bid and bid.size,
-            bid and len(bid.orders),
-            ask and ask.size,
-            ask and len(ask.orders),
-        )
-    return bid.px, ask.px, bid.size, len(bid.orders), ask.size, len(ask.orders)
+    return (
+        bid and bid.px,
+        ask and ask.px,
+        bid and bid.size,
+        bid and len(bid.orders),
+        ask and ask.size,
+        ask and len(ask.orders),
+    )
 
 
 _parsed: dict[str, int] = {}

@@ -44,7 +44,7 @@ from twisted.python.failure import Failure
 
 from orderbook.node.schema import StatusLine
 
-_HEADER = struct.Struct(">BI")  # kind, payload size
+FRAME = struct.Struct(">BI")  # kind, payload size
 _READ = struct.Struct(">QIH")  # offset, length, head size
 LINE, READ = 1, 2  # requests
 STRIPPED, UNREAD = 1, 2  # replies
@@ -70,24 +70,32 @@ def strip_rejections(raw: bytes) -> bytes:
     return _encode(line)
 
 
+def frame(kind: int, payload: bytes) -> bytes:
+    """One message of the wire format: its kind, its size, then ``payload``."""
+    return FRAME.pack(kind, len(payload)) + payload
+
+
+def read_frame(source: BinaryIO) -> tuple[int, bytes] | None:
+    """The next message from ``source`` as (kind, payload); None at end of input."""
+    header = source.read(FRAME.size)
+    if len(header) < FRAME.size:
+        return None
+    kind, size = FRAME.unpack(header)
+    payload = source.read(size)
+    return None if len(payload) < size else (kind, payload)
+
+
 def serve(source: BinaryIO, sink: BinaryIO) -> None:
     """The child's loop: requests in, replies out in the same order, until end of input."""
     files = _Files()
     try:
-        while True:
-            header = source.read(_HEADER.size)
-            if len(header) < _HEADER.size:
-                return
-            kind, size = _HEADER.unpack(header)
-            payload = source.read(size)
-            if len(payload) < size:
-                return
+        while (request := read_frame(source)) is not None:
+            kind, payload = request
             raw = payload if kind == LINE else files.read(payload)
             if raw is None:
-                sink.write(_HEADER.pack(UNREAD, 0))
+                sink.write(frame(UNREAD, b""))
             else:
-                reply = strip_rejections(raw)
-                sink.write(_HEADER.pack(STRIPPED, len(reply)) + reply)
+                sink.write(frame(STRIPPED, strip_rejections(raw)))
             sink.flush()
     finally:
         files.close()
@@ -177,10 +185,11 @@ class StatusesDecoder(protocol.ProcessProtocol):
             return
         self.pending.append((raw, done))
         if path is None or offset is None:
-            self.transport.write(_HEADER.pack(LINE, len(raw)) + raw)
+            self.transport.write(frame(LINE, raw))
             return
-        payload = read_request(os.fsencode(os.path.abspath(path)), offset, raw)
-        self.transport.write(_HEADER.pack(READ, len(payload)) + payload)
+        self.transport.write(
+            frame(READ, read_request(os.fsencode(os.path.abspath(path)), offset, raw))
+        )
 
     # -- ProcessProtocol ----------------------------------------------------
     def connectionMade(self) -> None:  # noqa: N802 (Twisted API)
@@ -189,12 +198,12 @@ class StatusesDecoder(protocol.ProcessProtocol):
     def outReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted API)
         buffer = self._buffer
         buffer += data
-        while len(buffer) >= _HEADER.size:
-            kind, size = _HEADER.unpack_from(buffer)
-            if len(buffer) < _HEADER.size + size:
+        while len(buffer) >= FRAME.size:
+            kind, size = FRAME.unpack_from(buffer)
+            if len(buffer) < FRAME.size + size:
                 break
-            reply = bytes(buffer[_HEADER.size : _HEADER.size + size])
-            del buffer[: _HEADER.size + size]
+            reply = bytes(buffer[FRAME.size : FRAME.size + size])
+            del buffer[: FRAME.size + size]
             self._deliver(kind, reply)
 
     def errReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted API)

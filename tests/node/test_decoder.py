@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import struct
 
 import msgspec
 import pytest
@@ -49,16 +48,10 @@ def test_unreadable_or_rejection_free_lines_come_back_unchanged():
     assert strip_rejections(clean) is clean
 
 
-def framed(kind: int, payload: bytes) -> bytes:
-    return struct.pack(">BI", kind, len(payload)) + payload
-
-
 def replies_of(out: bytes) -> list[tuple[int, bytes]]:
-    replies = []
-    while out:
-        kind, size = struct.unpack(">BI", out[:5])
-        replies.append((kind, out[5 : 5 + size]))
-        out = out[5 + size :]
+    source, replies = io.BytesIO(out), []
+    while (reply := decoder.read_frame(source)) is not None:
+        replies.append(reply)
     return replies
 
 
@@ -66,7 +59,7 @@ def test_serve_answers_each_framed_line_in_order():
     """The child's loop: framed lines in, stripped lines out, until EOF."""
     lines = [b"not json", b"[]", b"{}"]
     sink = io.BytesIO()
-    serve(io.BytesIO(b"".join(framed(decoder.LINE, x) for x in lines)), sink)
+    serve(io.BytesIO(b"".join(decoder.frame(decoder.LINE, x) for x in lines)), sink)
     assert replies_of(sink.getvalue()) == [(decoder.STRIPPED, x) for x in lines]
 
 
@@ -81,7 +74,7 @@ def test_serve_reads_lines_from_the_node_file(tmp_path, mainnet_data):
     requests.append(decoder.read_request(path, offsets[1], lines[2]))  # not what is there
     requests.append(decoder.read_request(path + b".gone", 0, lines[0]))
     sink = io.BytesIO()
-    serve(io.BytesIO(b"".join(framed(decoder.READ, r) for r in requests)), sink)
+    serve(io.BytesIO(b"".join(decoder.frame(decoder.READ, r) for r in requests)), sink)
     assert replies_of(sink.getvalue()) == [
         *((decoder.STRIPPED, strip_rejections(raw)) for raw in lines),
         (decoder.UNREAD, b""),
