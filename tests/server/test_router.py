@@ -19,7 +19,7 @@ from autobahn.wamp.serializer import JsonSerializer
 from autobahn.wamp.types import ComponentConfig
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
-from orderbook.book.books import BlockResult, CoinUpdate
+from orderbook.book.books import BlockResult
 from orderbook.config import WampSettings
 from orderbook.metrics import Registry as MetricsRegistry
 from orderbook.server.router import RouterPublisher
@@ -240,7 +240,7 @@ async def test_events_and_calls_flow_through_crossbar(
 @pytest_twisted.ensureDeferred
 async def test_autobahn_js_on_crossbar_gets_the_events(reactor: Any, crossbar: Crossbar) -> None:
     """An Autobahn|JS client connected to Crossbar receives our events and calls our procedures."""
-    from tests.server.test_wamp_js import need_node, run_node
+    from tests.server.test_wamp_js import deliver_block, need_node, run_node, wait_subscribed
 
     need_node()
     publisher = RouterPublisher(
@@ -256,24 +256,9 @@ async def test_autobahn_js_on_crossbar_gets_the_events(reactor: Any, crossbar: C
     try:
         await until(reactor, lambda: publisher.status()["connected"], timeout=20)
         node = run_node(reactor, [crossbar.url, "orderbook", "BTC", "ETH", "2", "router"])
-        await until(
-            reactor,
-            lambda: any("subscribed" in line for line in node.lines) or node.ended.called,
-            30,
-        )
-        assert not node.ended.called, node.stderr.decode()
+        await wait_subscribed(reactor, node)
         await until(reactor, lambda: publisher.status()["topics"] == 4, timeout=10)
-        publisher.block_applied(
-            BlockResult(
-                height=101, time_ms=9, trades={"BTC": [TRADE]}, updates={"ETH": CoinUpdate()}
-            )
-        )
-        code = await node.ended
-        assert code == 0, (node.stderr.decode(), node.lines)
-        events = {line["topic"]: line for line in node.lines if "topic" in line}
-        assert events["orderbook.trades.BTC"]["args"] == [[TRADE]]
-        assert events["orderbook.l4book.ETH"]["args"][0]["height"] == 101
-        calls = node.lines[-1]["calls"]
+        calls = await deliver_block(node, publisher)
         assert calls["coins"] == ["BTC", "ETH"]
         assert calls["bad"] == "wamp.error.invalid_argument"
     finally:

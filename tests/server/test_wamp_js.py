@@ -70,6 +70,30 @@ def run_node(reactor: Any, args: list[str], ca: Path | None = None) -> Lines:
     return lines
 
 
+async def wait_subscribed(reactor: Any, node: Lines) -> None:
+    """The Node client has subscribed to its topics (and is still running)."""
+    await until(
+        reactor,
+        lambda: any("subscribed" in line for line in node.lines) or node.ended.called,
+        30,
+    )
+    assert not node.ended.called, node.stderr.decode()
+
+
+async def deliver_block(node: Lines, listener: Any) -> dict[str, Any]:
+    """Hand ``listener`` block 101 (a BTC trade, an ETH l4 update); the client gets both
+    events and exits 0. Returns its calls' results."""
+    listener.block_applied(
+        BlockResult(height=101, time_ms=9, trades={"BTC": [TRADE]}, updates={"ETH": CoinUpdate()})
+    )
+    code = await node.ended
+    assert code == 0, (node.stderr.decode(), node.lines)
+    events = {line["topic"]: line for line in node.lines if "topic" in line}
+    assert events["orderbook.trades.BTC"]["args"] == [[TRADE]]
+    assert events["orderbook.l4book.ETH"]["args"][0]["height"] == 101
+    return node.lines[-1]["calls"]
+
+
 @pytest_twisted.ensureDeferred
 async def test_autobahn_js_subscribes_calls_and_rebuilds_l4(reactor: Any, tmp_path: Path) -> None:
     """Autobahn|JS joins over wss, gets l2book/trades/bbo/l4book events, calls every procedure."""
@@ -79,25 +103,10 @@ async def test_autobahn_js_subscribes_calls_and_rebuilds_l4(reactor: Any, tmp_pa
     try:
         url = f"wss://localhost:{harness.port_number}/ws"
         node = run_node(reactor, [url, "orderbook", "BTC", "ETH", "2"], ca=tmp_path / "cert.pem")
-        await until(
-            reactor,
-            lambda: any("subscribed" in line for line in node.lines) or node.ended.called,
-            30,
-        )
-        assert not node.ended.called, node.stderr.decode()
-        harness.registry.block_applied(
-            BlockResult(
-                height=101, time_ms=9, trades={"BTC": [TRADE]}, updates={"ETH": CoinUpdate()}
-            )
-        )
-        code = await node.ended
-        assert code == 0, (node.stderr.decode(), node.lines)
-        events = {line["topic"]: line for line in node.lines if "topic" in line}
-        assert events["orderbook.trades.BTC"]["args"] == [[TRADE]]
-        assert events["orderbook.l4book.ETH"]["args"][0]["height"] == 101
+        await wait_subscribed(reactor, node)
+        calls = await deliver_block(node, harness.registry)
         snapshot = next(line["snapshot"] for line in node.lines if "subscribed" in line)
         assert snapshot["height"] == 100
-        calls = node.lines[-1]["calls"]
         assert calls["coins"] == ["BTC", "ETH"]
         assert len(calls["l2"]["levels"][0]) == 2
         assert calls["bbo"]["bbo"][0]["px"] == "100.0"
