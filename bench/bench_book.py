@@ -566,6 +566,30 @@ def write_statuses_file(lines: list[Lines], path: Path) -> list[int]:
     return offsets
 
 
+def decoder_pass(
+    pipe: DecoderPipe,
+    books: Books,
+    lines: list[Lines],
+    name: bytes,
+    offsets: list[int],
+    main_ms: list[float],
+) -> float:
+    """Apply ``lines`` with their statuses stripped by the child, which works
+    DECODER_WINDOW lines ahead as in the server; the reactor core's blocks/s."""
+    start = time.process_time()
+    for at in range(min(DECODER_WINDOW, len(lines))):
+        pipe.request(lines[at][0], name, offsets[at])
+    for at, (raw_statuses, raw_diffs, raw_fills) in enumerate(lines):
+        t0 = time.process_time()
+        ahead = at + DECODER_WINDOW
+        if ahead < len(lines):
+            pipe.request(lines[ahead][0], name, offsets[ahead])
+        stripped = pipe.reply(raw_statuses)
+        books.apply_block(decode_block(stripped, raw_diffs, raw_fills))
+        main_ms.append((time.process_time() - t0) * 1e3)
+    return len(lines) / (time.process_time() - start)
+
+
 def bench_decode_worker(books: Books, lines: list[Lines], passes: int) -> dict[str, Any]:
     """Blocks through the decoder child (GC on with the server's policy): the reactor core's
     CPU per block (the request, reading the stripped line back, decoding it, apply), and
@@ -580,24 +604,12 @@ def bench_decode_worker(books: Books, lines: list[Lines], passes: int) -> dict[s
     offsets = write_statuses_file(lines, path)
     name = os.fsencode(path)
     freeze_after_load()
-    previous = raise_young_threshold()
     try:
-        for index in range(passes):
-            first, end = index * size, (index + 1) * size
-            start = time.process_time()
-            for at in range(first, min(first + DECODER_WINDOW, end)):
-                pipe.request(lines[at][0], name, offsets[at])
-            for at in range(first, end):
-                raw_statuses, raw_diffs, raw_fills = lines[at]
-                t0 = time.process_time()
-                if at + DECODER_WINDOW < end:  # the child works ahead, as in the server
-                    pipe.request(lines[at + DECODER_WINDOW][0], name, offsets[at + DECODER_WINDOW])
-                stripped = pipe.reply(raw_statuses)
-                books.apply_block(decode_block(stripped, raw_diffs, raw_fills))
-                main_ms.append((time.process_time() - t0) * 1e3)
-            rates.append(size / (time.process_time() - start))
+        with gc_mode("gc_server"):
+            for index in range(passes):
+                part = slice(index * size, (index + 1) * size)
+                rates.append(decoder_pass(pipe, books, lines[part], name, offsets[part], main_ms))
     finally:
-        gc.set_threshold(*previous)
         gc.unfreeze()
         pipe.close()
         directory.cleanup()
