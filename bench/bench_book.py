@@ -321,26 +321,19 @@ def _diff(user: str, oid: int, coin: str, side: str, px: int, body: Any) -> dict
 
 def _status(
     user: str, status: str, coin: str, side: str, px: int, oid: int, block_time: str, ms: int
-) -> dict:
+) -> dict[str, Any]:
     sz = "0.0686"
-    order = {
-        "coin": coin,
-        "side": side,
-        "limitPx": fixed.format(px),
-        "sz": sz,
-        "oid": oid,
-        "timestamp": ms,
-        "triggerCondition": "N/A",
-        "isTrigger": False,
-        "triggerPx": "0.0",
-        "children": [],
-        "isPositionTpsl": False,
-        "reduceOnly": False,
-        "orderType": "Limit",
-        "origSz": sz,
-        "tif": "Alo",
-        "cloid": f"0x{oid:032x}",
-    }
+    order = StatusOrder(  # the node's order object: its defaults are a plain limit order's
+        coin=coin,
+        side=side,
+        limitPx=fixed.format(px),
+        sz=sz,
+        oid=oid,
+        timestamp=ms,
+        origSz=sz,
+        tif="Alo",
+        cloid=f"0x{oid:032x}",
+    )
     return {
         "time": block_time,
         "user": user,

@@ -16,9 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import msgspec
 from twisted.internet import task
 
 from orderbook.book.books import Books
+from orderbook.book.events import StatusOrder
 from orderbook.node.blocks import BlockAssembler
 from orderbook.node.schema import DIRECTORIES, decode_line
 from orderbook.node.snapshot import _load_whole, load_snapshot
@@ -47,17 +49,21 @@ def _snapshot(orders: int, coins_count: int) -> bytes:
     for i in range(orders):
         coin = f"C{i % coins_count}"
         side = "B" if i % 2 else "A"
-        body = {"coin": coin, "side": side, "limitPx": f"{100 + i % 97}.0", "sz": "1.5",
-                "oid": i + 1, "timestamp": 1777582003304, "triggerCondition": "N/A",
-                "isTrigger": False, "triggerPx": "0.0", "children": [], "isPositionTpsl": False,
-                "reduceOnly": False, "orderType": "Limit", "origSz": "1.5", "tif": "Alo",
-                "cloid": None}  # fmt: skip
+        body = StatusOrder(  # the node's order object: its defaults are a plain limit order's
+            coin=coin,
+            side=side,
+            limitPx=f"{100 + i % 97}.0",
+            sz="1.5",
+            oid=i + 1,
+            timestamp=1777582003304,
+            origSz="1.5",
+            tif="Alo",
+        )
         coins.setdefault(coin, ([], []))[0 if side == "B" else 1].append([f"0x{i:040x}", body])
     for bids, asks in coins.values():
-        bids.sort(key=lambda e: -float(e[1]["limitPx"]))
-        asks.sort(key=lambda e: float(e[1]["limitPx"]))
-    doc = [1, [[c, [b, a]] for c, (b, a) in coins.items()]]
-    return json.dumps(doc, separators=(",", ":")).encode()
+        bids.sort(key=lambda e: -float(e[1].limitPx))
+        asks.sort(key=lambda e: float(e[1].limitPx))
+    return msgspec.json.encode([1, [[c, [b, a]] for c, (b, a) in coins.items()]])
 
 
 def bench_snapshot(orders: int, coins_count: int) -> dict:
