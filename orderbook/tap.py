@@ -153,8 +153,8 @@ def _wamp_factory(
 ) -> Any:
     if not settings.wamp.enabled:
         return None
-    from orderbook.server.wamp import WampHub
-    from orderbook.server.wamp_protocol import make_wamp_factory
+    from orderbook.server.wamp.protocol import make_wamp_factory
+    from orderbook.server.wamp.session import WampHub
 
     hub = WampHub(settings.wamp.realm, feed, books, metrics, status=status)
     WampShutdown(hub).setServiceParent(top)
@@ -175,9 +175,9 @@ class WampShutdown(Service):
 def _router_service(settings: Settings, books: Any, metrics: Any, reactor: Any) -> Any:
     if not settings.wamp.router_url:
         return None
-    from orderbook.server.router import RouterPublisher
+    from orderbook.server.wamp.publisher import CrossbarPublisher
 
-    return RouterPublisher(settings.wamp, books, metrics, reactor)
+    return CrossbarPublisher(settings.wamp, books, metrics, reactor)
 
 
 class ListeningService(StreamServerEndpointService):

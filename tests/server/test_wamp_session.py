@@ -1,4 +1,4 @@
-"""Tests for orderbook.server.wamp: the router-side WAMP session, in memory.
+"""Tests for orderbook.server.wamp.session: the router-side WAMP session, in memory.
 
 Sessions run against the real Books, feed Registry and metrics; their link
 is a list that records every OutgoingMessage, decoded with autobahn's own
@@ -20,7 +20,7 @@ from orderbook.config import WebSocketSettings
 from orderbook.feed.frames import OutgoingMessage
 from orderbook.feed.registry import Registry
 from orderbook.metrics import Registry as MetricsRegistry
-from orderbook.server.wamp import WampHub, WampSession
+from orderbook.server.wamp.session import WampHub, WampSession
 from tests.server.harness import order, small_books
 
 _serializer = JsonSerializer()
