@@ -51,7 +51,7 @@ from orderbook.feed.subscriptions import (
     SubscriptionError,
     parse_l2,
 )
-from orderbook.metrics import Registry as MetricsRegistry
+from orderbook.metrics import Metrics
 from orderbook.server.wamp_uri import InvalidTopic, parse_topic
 
 SUBPROTOCOL = "wamp.2.json"
@@ -276,7 +276,7 @@ class Link(Protocol):
 class WampMetrics:
     """WAMP counters in the shared metrics registry."""
 
-    def __init__(self, metrics: MetricsRegistry, hub: WampHub) -> None:
+    def __init__(self, metrics: Metrics, hub: WampHub) -> None:
         self.sessions = metrics.gauge(
             "orderbook_wamp_sessions", "Open WAMP sessions", read=lambda: len(hub.sessions)
         )
@@ -298,7 +298,7 @@ class WampHub:
         realm: str,
         registry: Any,
         books: Any,
-        metrics: MetricsRegistry,
+        metrics: Metrics,
         status: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.realm = realm
