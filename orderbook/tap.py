@@ -73,18 +73,18 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if reactor is None:
         from twisted.internet import reactor
     from orderbook.book.books import Books
-    from orderbook.feed.registry import Registry as FeedRegistry
-    from orderbook.metrics import Registry as MetricsRegistry
+    from orderbook.feed.registry import Registry
+    from orderbook.metrics import Metrics
     from orderbook.node.service import IngestService
     from orderbook.server.site import make_site
 
     settings = options.settings
     top = MultiService()
-    metrics = MetricsRegistry()
+    metrics = Metrics()
     books = Books()
     if settings.simulator.enabled:
         _simulator_service(settings).setServiceParent(top)
-    feed = FeedRegistry(books, settings.websocket, metrics, reactor=reactor)
+    feed = Registry(books, settings.websocket, metrics, reactor=reactor)
     listeners = BookListeners([feed])
     ingest = IngestService(settings.node, books, listeners, metrics, reactor=reactor)
     status = ingest.status

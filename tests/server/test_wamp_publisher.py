@@ -21,7 +21,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from orderbook.book.books import BlockResult
 from orderbook.config import WampSettings
-from orderbook.metrics import Registry as MetricsRegistry
+from orderbook.metrics import Metrics
 from orderbook.server.wamp.publisher import CrossbarPublisher
 from tests.e2e.procs import REPO, Proc, free_port
 from tests.server.harness import small_books, until
@@ -182,7 +182,7 @@ async def test_events_and_calls_flow_through_crossbar(
     """Events published by the server reach a router client; stopping the router drops
     publications (counted) while direct clients keep receiving; a restart reconnects."""
     books = small_books()
-    metrics = MetricsRegistry()
+    metrics = Metrics()
     settings = WampSettings(
         router_url=crossbar.url, router_authid="orderbook-server", router_ticket=TICKET
     )
@@ -248,7 +248,7 @@ async def test_autobahn_js_on_crossbar_gets_the_events(reactor: Any, crossbar: C
             router_url=crossbar.url, router_authid="orderbook-server", router_ticket=TICKET
         ),
         small_books(),
-        MetricsRegistry(),
+        Metrics(),
         reactor,
     )
     publisher.startService()

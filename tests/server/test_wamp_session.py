@@ -19,7 +19,7 @@ from orderbook.book.books import BlockResult, CoinUpdate
 from orderbook.config import WebSocketSettings
 from orderbook.feed.frames import OutgoingMessage
 from orderbook.feed.registry import Registry
-from orderbook.metrics import Registry as MetricsRegistry
+from orderbook.metrics import Metrics
 from orderbook.server.wamp.session import WampHub, WampSession
 from tests.server.harness import order, small_books
 
@@ -53,7 +53,7 @@ class World:
 
     def __init__(self, **ws: Any) -> None:
         self.books = small_books()
-        self.metrics = MetricsRegistry()
+        self.metrics = Metrics()
         self.ws = WebSocketSettings(**ws)
         self.status = {"state": "ready", "height": 100}
         self.registry = Registry(

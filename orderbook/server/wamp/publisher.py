@@ -51,7 +51,7 @@ from orderbook.feed import messages
 from orderbook.feed.frames import OutgoingMessage
 from orderbook.feed.registry import Registry
 from orderbook.feed.subscriptions import Subscription, SubscriptionError
-from orderbook.metrics import Registry as MetricsRegistry
+from orderbook.metrics import Metrics
 from orderbook.server.wamp.errors import WampError
 from orderbook.server.wamp.procedures import Procedures
 from orderbook.server.wamp.uri import InvalidTopic, parse_topic, topic_uri
@@ -105,7 +105,7 @@ class CrossbarPublisher(Service):
     _log = Logger()
 
     def __init__(
-        self, settings: WampSettings, books: Books, metrics: MetricsRegistry, reactor: Any = None
+        self, settings: WampSettings, books: Books, metrics: Metrics, reactor: Any = None
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
@@ -117,7 +117,7 @@ class CrossbarPublisher(Service):
         self.feed = Registry(
             books,
             replace(WebSocketSettings(), max_subscriptions=1_000_000),
-            MetricsRegistry(),  # private: the lead's feed owns the orderbook_ws_* names
+            Metrics(),  # private: the lead's feed owns the orderbook_ws_* names
             reactor=reactor,
             status_provider=lambda: self._status,
         )
@@ -132,7 +132,7 @@ class CrossbarPublisher(Service):
         self._service: ClientService | None = None
         self._metrics(metrics)
 
-    def _metrics(self, metrics: MetricsRegistry) -> None:
+    def _metrics(self, metrics: Metrics) -> None:
         metrics.gauge(
             "orderbook_router_connected",
             "1 while joined to the external WAMP router",

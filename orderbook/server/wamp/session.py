@@ -44,7 +44,7 @@ from twisted.logger import Logger
 from orderbook.feed import messages
 from orderbook.feed.frames import OutgoingMessage
 from orderbook.feed.subscriptions import COIN_CHANNELS, Subscription, SubscriptionError
-from orderbook.metrics import Registry as MetricsRegistry
+from orderbook.metrics import Metrics
 from orderbook.server.wamp.envelope import WampEnvelope
 from orderbook.server.wamp.errors import (
     CLOSE_NORMAL,
@@ -119,7 +119,7 @@ class Link(Protocol):
 class WampMetrics:
     """WAMP counters in the shared metrics registry."""
 
-    def __init__(self, metrics: MetricsRegistry, hub: WampHub) -> None:
+    def __init__(self, metrics: Metrics, hub: WampHub) -> None:
         self.sessions = metrics.gauge(
             "orderbook_wamp_sessions", "Open WAMP sessions", read=lambda: len(hub.sessions)
         )
@@ -141,7 +141,7 @@ class WampHub:
         realm: str,
         registry: Any,
         books: Any,
-        metrics: MetricsRegistry,
+        metrics: Metrics,
         status: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.realm = realm
