@@ -160,7 +160,7 @@ def serve_once(clients: int, seconds: float, use_tls: bool, mode: str, rate: flo
 
     from orderbook.config import ServerSettings, WebSocketSettings
     from orderbook.feed.registry import Registry
-    from orderbook.metrics import Registry as MetricsRegistry
+    from orderbook.metrics import Metrics
     from orderbook.server.protocol import FeedProtocol
     from orderbook.server.site import make_site
     from orderbook.tls import make_self_signed
@@ -172,7 +172,7 @@ def serve_once(clients: int, seconds: float, use_tls: bool, mode: str, rate: flo
         auto_ping_interval_s=0,
         max_message_bytes=1 << 20,
     )
-    metrics = MetricsRegistry()
+    metrics = Metrics()
     registry = Registry(books, ws, metrics, reactor=reactor)
     site = make_site(ServerSettings(page=False), ws, books, registry, metrics, dict, reactor)
     if mode == "autobahn":

@@ -5,15 +5,20 @@ section or key, a bad value or a missing file is a :class:`ConfigError`
 naming the file, the ``[section] key`` and the problem, so ``twistd`` can
 print one line and exit 1. Units live in key names (``_s`` seconds,
 ``_bytes``). See etc/orderbook.ini for every key with its meaning.
+
+A key exists in one place: its dataclass field. The field's type says how
+its text is parsed (``bool``, ``str``, ``Path``, ``Path | None``); numbers
+name their minimum and other keys their parser with :func:`key`.
+:data:`PARSERS` is derived from the fields.
 """
 
 from __future__ import annotations
 
 import configparser
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 from urllib.parse import urlparse
 
 MODES = ("by_block", "streaming")
@@ -24,116 +29,6 @@ LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 
 class ConfigError(Exception):
     """The config file is unusable; str() is the one line to show the operator."""
-
-
-@dataclass(frozen=True)
-class NodeSettings:
-    """Where and how to read the node (section ``[node]``)."""
-
-    data_dir: Path = Path("~/hl/data").expanduser()
-    mode: str = "by_block"
-    info_url: str = "http://127.0.0.1:3001/info"
-    snapshot_path: Path = Path("/tmp/orderbook-snapshot.json")
-    snapshot_timeout_s: float = 120.0
-    stall_timeout_s: float = 10.0
-    validate_interval_s: float = 60.0
-    recheck_interval_s: float = 1.0
-    max_buffered_blocks: int = 20_000
-    markets: frozenset[str] = frozenset(MARKETS)
-    decode_worker: bool = False
-
-
-@dataclass(frozen=True)
-class TLSSettings:
-    """Certificate for ``ssl:`` listen endpoints (section ``[tls]``)."""
-
-    certificate: Path | None = None
-    private_key: Path | None = None
-    self_signed: bool = False
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    """Listening endpoints and HTTP paths (section ``[server]``)."""
-
-    listen: tuple[str, ...] = ("ssl:8000",)
-    path: str = "/ws"
-    page: bool = True
-
-
-@dataclass(frozen=True)
-class WebSocketSettings:
-    """Per-connection protocol options and limits (section ``[websocket]``)."""
-
-    compression: bool = True
-    max_connections: int = 10_000
-    max_subscriptions: int = 1000
-    max_message_bytes: int = 65_536
-    messages_per_minute: int = 2000
-    idle_timeout_s: float = 60.0
-    auto_ping_interval_s: float = 20.0
-    auto_ping_timeout_s: float = 10.0
-    max_queued_bytes: int = 8 * 1024 * 1024
-    allowed_origins: tuple[str, ...] = ("*",)
-    echo: bool = False
-
-
-@dataclass(frozen=True)
-class WampSettings:
-    """WAMP v2 on the same endpoint, and the external router (section ``[wamp]``)."""
-
-    enabled: bool = True
-    realm: str = "orderbook"
-    router_url: str = ""
-    router_realm: str = "orderbook"
-    router_authid: str = ""
-    router_ticket: str = ""
-    router_cryptosign_key: Path | None = None
-    router_ca_certificate: Path | None = None
-
-
-@dataclass(frozen=True)
-class LogSettings:
-    """Logging (section ``[log]``)."""
-
-    format: str = "text"
-    level: str = "info"
-
-
-@dataclass(frozen=True)
-class SimulatorSettings:
-    """The in-process node simulator for the demo (section ``[simulator]``)."""
-
-    enabled: bool = False
-    seed: int = 1
-    blocks_per_second: float = 14.5
-    scale: float = 1.0
-    info_port: int = 3001
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything the config file says."""
-
-    source: Path
-    node: NodeSettings = field(default_factory=NodeSettings)
-    tls: TLSSettings = field(default_factory=TLSSettings)
-    server: ServerSettings = field(default_factory=ServerSettings)
-    websocket: WebSocketSettings = field(default_factory=WebSocketSettings)
-    wamp: WampSettings = field(default_factory=WampSettings)
-    log: LogSettings = field(default_factory=LogSettings)
-    simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
-
-
-SECTIONS: dict[str, type] = {
-    "node": NodeSettings,
-    "tls": TLSSettings,
-    "server": ServerSettings,
-    "websocket": WebSocketSettings,
-    "wamp": WampSettings,
-    "log": LogSettings,
-    "simulator": SimulatorSettings,
-}
 
 
 # -- value parsers: each raises ValueError with the reason -------------------
@@ -229,61 +124,164 @@ def _text(text: str) -> str:
     return text.strip()
 
 
-PARSERS: dict[tuple[str, str], Callable[[str], Any]] = {
-    ("node", "data_dir"): _path,
-    ("node", "mode"): _choice(MODES),
-    ("node", "info_url"): _http_url,
-    ("node", "snapshot_path"): _path,
-    ("node", "snapshot_timeout_s"): _number(float, 0.1),
-    ("node", "stall_timeout_s"): _number(float, 0.1),
-    ("node", "validate_interval_s"): _number(float, 0),
-    ("node", "recheck_interval_s"): _number(float, 0.01),
-    ("node", "max_buffered_blocks"): _number(int, 1),
-    ("node", "markets"): _markets,
-    ("node", "decode_worker"): _boolean,
-    ("tls", "certificate"): _optional_path,
-    ("tls", "private_key"): _optional_path,
-    ("tls", "self_signed"): _boolean,
-    ("server", "listen"): _nonempty_lines,
-    ("server", "path"): _url_path,
-    ("server", "page"): _boolean,
-    ("websocket", "compression"): _boolean,
-    ("websocket", "max_connections"): _number(int, 1),
-    ("websocket", "max_subscriptions"): _number(int, 1),
-    ("websocket", "max_message_bytes"): _number(int, 128),
-    ("websocket", "messages_per_minute"): _number(int, 1),
-    ("websocket", "idle_timeout_s"): _number(float, 0),
-    ("websocket", "auto_ping_interval_s"): _number(float, 0),
-    ("websocket", "auto_ping_timeout_s"): _number(float, 0.1),
-    ("websocket", "max_queued_bytes"): _number(int, 1024),
-    ("websocket", "allowed_origins"): _nonempty_lines,
-    ("websocket", "echo"): _boolean,
-    ("wamp", "enabled"): _boolean,
-    ("wamp", "realm"): _text,
-    ("wamp", "router_url"): _ws_url,
-    ("wamp", "router_realm"): _text,
-    ("wamp", "router_authid"): _text,
-    ("wamp", "router_ticket"): _text,
-    ("wamp", "router_cryptosign_key"): _optional_path,
-    ("wamp", "router_ca_certificate"): _optional_path,
-    ("log", "format"): _choice(LOG_FORMATS),
-    ("log", "level"): _choice(LOG_LEVELS),
-    ("simulator", "enabled"): _boolean,
-    ("simulator", "seed"): _number(int, 0),
-    ("simulator", "blocks_per_second"): _number(float, 0.01),
-    ("simulator", "scale"): _number(float, 0.001),
-    ("simulator", "info_port"): _number(int, 0),
+# -- keys: a field's default and how its text is parsed ----------------------
+
+_BY_TYPE: dict[Any, Callable[[str], Any]] = {
+    bool: _boolean,
+    str: _text,
+    Path: _path,
+    Path | None: _optional_path,
 }
 
 
-def _check_parsers_cover_settings() -> None:
-    for section, cls in SECTIONS.items():
-        names = {f.name for f in fields(cls)}
-        keys = {key for (sec, key) in PARSERS if sec == section}
-        assert names == keys, (section, names ^ keys)
+def key(
+    default: Any,
+    *,
+    parse: Callable[[str], Any] | None = None,
+    minimum: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A config key: its default and, unless its type says it, how its text is parsed.
+
+    ``minimum`` is for ``int``/``float`` keys (which must name one), ``choices``
+    for ``str`` keys taking one of a few words, ``parse`` for anything else.
+    """
+    metadata = {"parse": parse, "minimum": minimum, "choices": choices}
+    return field(default=default, metadata=metadata)
 
 
-_check_parsers_cover_settings()
+def _parser(section: str, cls: type, item: Field[Any]) -> Callable[[str], Any]:
+    meta = item.metadata
+    kind = get_type_hints(cls)[item.name]
+    if meta.get("parse") is not None:
+        return meta["parse"]
+    if meta.get("choices") is not None:
+        return _choice(meta["choices"])
+    if kind in (int, float):
+        if meta.get("minimum") is None:
+            raise TypeError(f"[{section}] {item.name}: a number key needs key(minimum=...)")
+        return _number(kind, meta["minimum"])
+    if kind in _BY_TYPE:
+        return _BY_TYPE[kind]
+    raise TypeError(f"[{section}] {item.name}: no parser for {kind}; use key(parse=...)")
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Where and how to read the node (section ``[node]``)."""
+
+    data_dir: Path = Path("~/hl/data").expanduser()
+    mode: str = key("by_block", choices=MODES)
+    info_url: str = key("http://127.0.0.1:3001/info", parse=_http_url)
+    snapshot_path: Path = Path("/tmp/orderbook-snapshot.json")
+    snapshot_timeout_s: float = key(120.0, minimum=0.1)
+    stall_timeout_s: float = key(10.0, minimum=0.1)
+    validate_interval_s: float = key(60.0, minimum=0)
+    recheck_interval_s: float = key(1.0, minimum=0.01)
+    max_buffered_blocks: int = key(20_000, minimum=1)
+    markets: frozenset[str] = key(frozenset(MARKETS), parse=_markets)
+    decode_worker: bool = False
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    """Default certificate for ``ssl:`` listen endpoints that name no files (``[tls]``)."""
+
+    certificate: Path | None = None
+    private_key: Path | None = None
+    self_signed: bool = False
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Listening endpoints and HTTP paths (section ``[server]``)."""
+
+    listen: tuple[str, ...] = key(("ssl:8000",), parse=_nonempty_lines)
+    path: str = key("/ws", parse=_url_path)
+    page: bool = True
+
+
+@dataclass(frozen=True)
+class WebSocketSettings:
+    """Per-connection protocol options and limits (section ``[websocket]``)."""
+
+    compression: bool = True
+    max_connections: int = key(10_000, minimum=1)
+    max_subscriptions: int = key(1000, minimum=1)
+    max_message_bytes: int = key(65_536, minimum=128)
+    messages_per_minute: int = key(2000, minimum=1)
+    idle_timeout_s: float = key(60.0, minimum=0)
+    auto_ping_interval_s: float = key(20.0, minimum=0)
+    auto_ping_timeout_s: float = key(10.0, minimum=0.1)
+    max_queued_bytes: int = key(8 * 1024 * 1024, minimum=1024)
+    allowed_origins: tuple[str, ...] = key(("*",), parse=_nonempty_lines)
+    echo: bool = False
+
+
+@dataclass(frozen=True)
+class WampSettings:
+    """WAMP v2 on the same endpoint, and the external router (section ``[wamp]``)."""
+
+    enabled: bool = True
+    realm: str = "orderbook"
+    router_url: str = key("", parse=_ws_url)
+    router_realm: str = "orderbook"
+    router_authid: str = ""
+    router_ticket: str = ""
+    router_cryptosign_key: Path | None = None
+    router_ca_certificate: Path | None = None
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """Logging (section ``[log]``)."""
+
+    format: str = key("text", choices=LOG_FORMATS)
+    level: str = key("info", choices=LOG_LEVELS)
+
+
+@dataclass(frozen=True)
+class SimulatorSettings:
+    """The in-process node simulator for the demo (section ``[simulator]``)."""
+
+    enabled: bool = False
+    seed: int = key(1, minimum=0)
+    blocks_per_second: float = key(14.5, minimum=0.01)
+    scale: float = key(1.0, minimum=0.001)
+    info_port: int = key(3001, minimum=0)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the config file says."""
+
+    source: Path
+    node: NodeSettings = field(default_factory=NodeSettings)
+    tls: TLSSettings = field(default_factory=TLSSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    websocket: WebSocketSettings = field(default_factory=WebSocketSettings)
+    wamp: WampSettings = field(default_factory=WampSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
+
+
+SECTIONS: dict[str, type] = {
+    item.name: get_type_hints(Settings)[item.name]
+    for item in fields(Settings)
+    if item.name != "source"
+}
+
+
+def _parsers() -> dict[tuple[str, str], Callable[[str], Any]]:
+    return {
+        (section, item.name): _parser(section, cls, item)
+        for section, cls in SECTIONS.items()
+        for item in fields(cls)
+    }
+
+
+PARSERS: dict[tuple[str, str], Callable[[str], Any]] = _parsers()
+"""``(section, key) -> parser``, derived from the settings dataclasses."""
 
 
 def load(path: str | Path) -> Settings:
@@ -325,27 +323,31 @@ def _section(source: Path, parser: configparser.ConfigParser, name: str) -> Any:
 
 
 def _check_consistency(source: Path, settings: Settings) -> None:
-    """Checks that involve several keys or the file system."""
+    """Checks that involve several keys (files are read by the modules that use them)."""
     node = settings.node
     if not settings.simulator.enabled and not node.data_dir.is_dir():
         raise ConfigError(f"{source}: [node] data_dir: directory {str(node.data_dir)!r} not found")
-    if any(spec.startswith("ssl:") for spec in settings.server.listen):
-        _check_tls(source, settings.tls)
+    for spec in settings.server.listen:
+        if uses_tls_section(spec):
+            _check_tls(source, settings.tls, spec)
 
 
-def _check_tls(source: Path, tls: TLSSettings) -> None:
-    for key in ("certificate", "private_key"):
-        path = getattr(tls, key)
-        if path is None:
-            raise ConfigError(f"{source}: [tls] {key}: required by the ssl: listen endpoint")
-        if tls.self_signed and not path.exists():
-            continue  # generated at startup
-        try:
-            path.read_bytes()
-        except OSError as exc:
+TLS_ENDPOINTS = ("ssl:", "systemd:")
+"""Listen endpoints served with TLS by this server (``tls:`` is Twisted's own SNI one)."""
+
+
+def uses_tls_section(spec: str) -> bool:
+    """True for a TLS endpoint that names no key file: it takes the ``[tls]`` files."""
+    return spec.startswith(TLS_ENDPOINTS) and "privateKey=" not in spec
+
+
+def _check_tls(source: Path, tls: TLSSettings, spec: str) -> None:
+    for name in ("certificate", "private_key"):
+        if getattr(tls, name) is None:
             raise ConfigError(
-                f"{source}: [tls] {key}: cannot read {str(path)!r}: {exc.strerror}"
-            ) from None
+                f"{source}: [tls] {name}: required by listen = {spec} "
+                "(or name the files in it: privateKey=KEY:certKey=CERT)"
+            )
 
 
 def _first_line(exc: Exception) -> str:

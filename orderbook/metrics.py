@@ -85,7 +85,7 @@ def _number(value: float) -> str:
 M = TypeVar("M", bound=Metric)
 
 
-class Registry:
+class Metrics:
     """Every metric of one server, in registration order."""
 
     def __init__(self) -> None:

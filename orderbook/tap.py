@@ -73,18 +73,18 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if reactor is None:
         from twisted.internet import reactor
     from orderbook.book.books import Books
-    from orderbook.feed.registry import Registry as FeedRegistry
-    from orderbook.metrics import Registry as MetricsRegistry
+    from orderbook.feed.registry import Registry
+    from orderbook.metrics import Metrics
     from orderbook.node.service import IngestService
     from orderbook.server.site import make_site
 
     settings = options.settings
     top = MultiService()
-    metrics = MetricsRegistry()
+    metrics = Metrics()
     books = Books()
     if settings.simulator.enabled:
         _simulator_service(settings).setServiceParent(top)
-    feed = FeedRegistry(books, settings.websocket, metrics, reactor=reactor)
+    feed = Registry(books, settings.websocket, metrics, reactor=reactor)
     listeners = BookListeners([feed])
     ingest = IngestService(settings.node, books, listeners, metrics, reactor=reactor)
     status = ingest.status
@@ -153,8 +153,8 @@ def _wamp_factory(
 ) -> Any:
     if not settings.wamp.enabled:
         return None
-    from orderbook.server.wamp import WampHub
-    from orderbook.server.wamp_protocol import make_wamp_factory
+    from orderbook.server.wamp.protocol import make_wamp_factory
+    from orderbook.server.wamp.session import WampHub
 
     hub = WampHub(settings.wamp.realm, feed, books, metrics, status=status)
     WampShutdown(hub).setServiceParent(top)
@@ -175,9 +175,9 @@ class WampShutdown(Service):
 def _router_service(settings: Settings, books: Any, metrics: Any, reactor: Any) -> Any:
     if not settings.wamp.router_url:
         return None
-    from orderbook.server.router import RouterPublisher
+    from orderbook.server.wamp.publisher import CrossbarPublisher
 
-    return RouterPublisher(settings.wamp, books, metrics, reactor)
+    return CrossbarPublisher(settings.wamp, books, metrics, reactor)
 
 
 class ListeningService(StreamServerEndpointService):

@@ -48,14 +48,16 @@ def check_pair(tls: TLSSettings, source: Path) -> None:
     """Raise ConfigError (one line) unless the [tls] files are a PEM certificate and its key."""
     if tls.certificate is None or tls.private_key is None:
         return  # endpoints naming their own files (config.py requires these for ssl:)
+    cert_pem = _read(source, "certificate", tls.certificate)
+    key_pem = _read(source, "private_key", tls.private_key)
     try:
-        certificate = x509.load_pem_x509_certificate(tls.certificate.read_bytes())
+        certificate = x509.load_pem_x509_certificate(cert_pem)
     except ValueError as exc:
         raise ConfigError(
             f"{source}: [tls] certificate: {tls.certificate} is not a PEM certificate ({exc})"
         ) from None
     try:
-        key = serialization.load_pem_private_key(tls.private_key.read_bytes(), password=None)
+        key = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError) as exc:
         raise ConfigError(
             f"{source}: [tls] private_key: {tls.private_key} is not an unencrypted PEM "
@@ -67,6 +69,15 @@ def check_pair(tls: TLSSettings, source: Path) -> None:
             f"{source}: [tls] private_key: {tls.private_key} does not belong to the certificate "
             f"{tls.certificate}"
         )
+
+
+def _read(source: Path, name: str, path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"{source}: [tls] {name}: cannot read {str(path)!r}: {exc.strerror}"
+        ) from None
 
 
 def make_self_signed(names: list[str]) -> tuple[bytes, bytes]:

@@ -217,14 +217,45 @@ def test_missing_file_is_named(tmp_path):
         config.load(tmp_path / "absent.ini")
 
 
-def test_ssl_listen_needs_readable_certificate(tmp_path):
-    """An ssl: endpoint without a readable certificate fails at load."""
-    path = minimal(
-        tmp_path, f"[tls]\ncertificate = {tmp_path}/c.pem\nprivate_key = {tmp_path}/k.pem\n"
-    )
-    path.write_text(path.read_text().replace("listen = tcp:0", "listen = ssl:0"))
-    with pytest.raises(ConfigError, match=r"\[tls\] certificate: cannot read .*c.pem"):
+@pytest.mark.parametrize("spec", ["ssl:0", "systemd:domain=INET:index=0"])
+def test_tls_listen_without_files_needs_tls_section(tmp_path, spec):
+    """A TLS endpoint naming no files needs [tls] certificate and private_key."""
+    path = minimal(tmp_path)
+    path.write_text(path.read_text().replace("listen = tcp:0", f"listen = {spec}"))
+    with pytest.raises(ConfigError, match=r"\[tls\] certificate: required by listen = "):
         config.load(path)
+
+
+def test_ssl_listen_naming_its_files_needs_no_tls_section(tmp_path):
+    """ssl:PORT:privateKey=KEY:certKey=CERT is a complete endpoint: no [tls] needed."""
+    path = minimal(tmp_path)
+    spec = f"ssl:0:interface=127.0.0.1:privateKey={tmp_path}/k.pem:certKey={tmp_path}/c.pem"
+    path.write_text(path.read_text().replace("listen = tcp:0", f"listen = {spec}"))
+    assert config.load(path).server.listen == (spec,)
+
+
+def test_parsers_are_derived_from_the_fields():
+    """Every dataclass field is a key with a parser, and nothing else is."""
+    from dataclasses import fields
+
+    expected = {(s, f.name) for s, cls in config.SECTIONS.items() for f in fields(cls)}
+    assert set(config.PARSERS) == expected
+    assert config.PARSERS[("websocket", "max_connections")]("5") == 5
+    with pytest.raises(ValueError, match="must be >= 1"):
+        config.PARSERS[("websocket", "max_connections")]("0")
+    assert config.PARSERS[("tls", "certificate")]("") is None
+
+
+def test_a_number_key_without_minimum_is_refused_at_definition():
+    """A key whose type gives no parser fails when the module defines it, not at -O."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Bad:
+        count: int = 3
+
+    with pytest.raises(TypeError, match=r"\[bad\] count: a number key needs"):
+        config._parser("bad", Bad, config.fields(Bad)[0])
 
 
 def test_self_signed_allows_absent_files(tmp_path):

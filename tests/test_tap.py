@@ -29,7 +29,7 @@ def test_default_wiring(tmp_path):
     assert names.count("ListeningService") == 2
     assert "IngestService" in names and "WampShutdown" in names
     assert "GcPolicy" in names
-    assert "RouterPublisher" not in names and "SimulatorService" not in names
+    assert "CrossbarPublisher" not in names and "SimulatorService" not in names
 
 
 def test_router_and_simulator_are_wired_when_configured(tmp_path):
@@ -40,7 +40,7 @@ def test_router_and_simulator_are_wired_when_configured(tmp_path):
     )
     names = kinds(service)
     assert names[0] == "SimulatorService"  # started first: it makes the node files
-    assert "RouterPublisher" in names
+    assert "CrossbarPublisher" in names
     site = next(c for c in service if type(c).__name__ == "ListeningService").factory
     health = site.resource.children[b"health"]
     document = health.status_provider()

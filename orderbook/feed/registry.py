@@ -38,7 +38,7 @@ from orderbook.config import WebSocketSettings
 from orderbook.feed import messages
 from orderbook.feed.frames import OutgoingMessage
 from orderbook.feed.subscriptions import COIN_CHANNELS, Subscription, SubscriptionError
-from orderbook.metrics import Registry as MetricsRegistry
+from orderbook.metrics import Metrics
 
 
 class Envelope(Protocol):
@@ -74,7 +74,7 @@ CHANNEL_ENVELOPE = ChannelEnvelope()
 class FeedMetrics:
     """The feed's metrics in the shared registry."""
 
-    def __init__(self, metrics: MetricsRegistry, feed: Registry) -> None:
+    def __init__(self, metrics: Metrics, feed: Registry) -> None:
         self.connections = metrics.gauge(
             "orderbook_ws_connections", "Open WebSocket connections", read=feed.connection_count
         )
@@ -116,7 +116,7 @@ class Registry:
         self,
         books: Books,
         ws: WebSocketSettings,
-        metrics: MetricsRegistry,
+        metrics: Metrics,
         reactor: Any = None,
         status_provider: Callable[[], dict[str, Any]] | None = None,
     ) -> None:

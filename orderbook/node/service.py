@@ -39,7 +39,7 @@ from orderbook.book.book import dismantle
 from orderbook.book.books import BlockResult, Books
 from orderbook.book.events import Block
 from orderbook.config import NodeSettings
-from orderbook.metrics import Registry
+from orderbook.metrics import Metrics
 from orderbook.node.blocks import BlockAssembler
 from orderbook.node.decoder import StatusesDecoder
 from orderbook.node.schema import (
@@ -99,7 +99,7 @@ class IngestService(Service):
         settings: NodeSettings,
         books: Books,
         listener: BookListener,
-        metrics: Registry,
+        metrics: Metrics,
         reactor=None,
         clock_now: Callable[[], float] = time.time,
     ) -> None:
@@ -197,7 +197,7 @@ class IngestService(Service):
         }
 
     # -- metrics -----------------------------------------------------------------
-    def _register_metrics(self, metrics: Registry) -> None:
+    def _register_metrics(self, metrics: Metrics) -> None:
         prefix = "orderbook_node_"
         self.m_blocks = metrics.counter(prefix + "blocks_applied_total", "Blocks applied live")
         self.m_old = metrics.counter(prefix + "old_blocks_total", "Blocks at or below our height")

@@ -29,7 +29,7 @@ from twisted.web.static import File
 from orderbook.book.books import Books
 from orderbook.config import ServerSettings, WebSocketSettings
 from orderbook.feed.registry import Registry
-from orderbook.metrics import Registry as MetricsRegistry
+from orderbook.metrics import Metrics
 from orderbook.server.protocol import EchoFactory, FeedFactory
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -97,7 +97,7 @@ class MetricsResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, metrics: MetricsRegistry) -> None:
+    def __init__(self, metrics: Metrics) -> None:
         super().__init__()
         self.metrics = metrics
 
@@ -128,7 +128,7 @@ def make_site(
     ws: WebSocketSettings,
     books: Books,
     registry: Registry,
-    metrics: MetricsRegistry,
+    metrics: Metrics,
     status_provider: Callable[[], dict[str, Any]],
     reactor: Any = None,
     wamp_factory: WebSocketServerFactory | None = None,

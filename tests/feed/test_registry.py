@@ -13,7 +13,7 @@ from orderbook.feed import frames, messages
 from orderbook.feed.frames import Outbox
 from orderbook.feed.registry import CHANNEL_ENVELOPE, Registry
 from orderbook.feed.subscriptions import Subscription, SubscriptionError
-from orderbook.metrics import Registry as MetricsRegistry
+from orderbook.metrics import Metrics
 from tests.server.harness import small_books
 from tests.server.test_protocol import new_order_block
 
@@ -41,7 +41,7 @@ class FakeClient:
 
 @pytest.fixture
 def registry():
-    return Registry(small_books(), WebSocketSettings(max_subscriptions=3), MetricsRegistry())
+    return Registry(small_books(), WebSocketSettings(max_subscriptions=3), Metrics())
 
 
 def test_fan_out_encodes_and_compresses_once(registry, monkeypatch):

@@ -12,7 +12,7 @@ import pytest_twisted
 from orderbook.book.books import Books
 from orderbook.book.events import StatusOrder
 from orderbook.config import NodeSettings
-from orderbook.metrics import Registry
+from orderbook.metrics import Metrics
 from orderbook.node.service import IngestService
 from tests.node.support import FakeNode, listen_info, wait_for
 
@@ -50,7 +50,7 @@ class Harness:
         self.settings = NodeSettings(**options)
         self.books = Books()
         self.listener = Listener()
-        self.metrics = Registry()
+        self.metrics = Metrics()
         self.service = IngestService(
             self.settings, self.books, self.listener, self.metrics, reactor=reactor
         )

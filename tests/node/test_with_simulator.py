@@ -15,7 +15,7 @@ from twisted.internet import defer
 
 from orderbook.book.books import Books
 from orderbook.config import NodeSettings
-from orderbook.metrics import Registry
+from orderbook.metrics import Metrics
 from orderbook.node.service import IngestService
 from orderbook.node.snapshot import load_snapshot, request_snapshot
 from orderbook.sim.service import SimulatorService
@@ -46,7 +46,7 @@ def running(tmp_path, reactor):
     """Start a simulator and an IngestService following it; stop both afterwards."""
     started = []
 
-    def start(mode: str) -> tuple[SimulatorService, IngestService, Books, Listener, Registry]:
+    def start(mode: str) -> tuple[SimulatorService, IngestService, Books, Listener, Metrics]:
         sim = SimulatorService(
             tmp_path / "data", seed=11, mode=mode, scale=0.1, blocks_per_second=40,
             blocks=BLOCKS, reactor=reactor,
@@ -57,7 +57,7 @@ def running(tmp_path, reactor):
             snapshot_path=tmp_path / "snap.json", snapshot_timeout_s=10.0, stall_timeout_s=5.0,
             validate_interval_s=0, recheck_interval_s=0.05, max_buffered_blocks=2000,
         )  # fmt: skip
-        books, listener, metrics = Books(), Listener(), Registry()
+        books, listener, metrics = Books(), Listener(), Metrics()
         ingest = IngestService(settings, books, listener, metrics, reactor=reactor)
         ingest.retry_base_s = 0.05
         ingest.snapshot_settle_s = 0.3

@@ -22,7 +22,7 @@ from orderbook.book.books import Books
 from orderbook.book.events import StatusOrder
 from orderbook.config import ServerSettings, WebSocketSettings
 from orderbook.feed.registry import Registry
-from orderbook.metrics import Registry as MetricsRegistry
+from orderbook.metrics import Metrics
 from orderbook.server.site import make_site
 from orderbook.tls import make_self_signed
 from tests import polling
@@ -115,7 +115,7 @@ class Harness:
         self.books = books if books is not None else small_books()
         self.ws = replace(WebSocketSettings(auto_ping_interval_s=0), **ws)
         self.server = ServerSettings(listen=("ssl:0",), path="/ws", page=False)
-        self.metrics = MetricsRegistry()
+        self.metrics = Metrics()
         self.status = {"state": "ready", "height": self.books.height, "lag_ms": 5}
         self.registry = Registry(self.books, self.ws, self.metrics, reactor=reactor)
         self.site = self.make_site(reactor)

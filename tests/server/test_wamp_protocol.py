@@ -1,4 +1,4 @@
-"""Tests for orderbook.server.wamp_protocol: WAMP over real TLS on 127.0.0.1.
+"""Tests for orderbook.server.wamp.protocol: WAMP over real TLS on 127.0.0.1.
 
 The server is the real Site (make_site with the WAMP factory); clients are
 autobahn-python's own WAMP session and raw WebSocket clients offering
@@ -22,8 +22,8 @@ from twisted.internet import defer
 from twisted.internet.endpoints import SSL4ClientEndpoint
 
 from orderbook.book.books import BlockResult
-from orderbook.server.wamp import WampHub
-from orderbook.server.wamp_protocol import make_wamp_factory
+from orderbook.server.wamp.protocol import make_wamp_factory
+from orderbook.server.wamp.session import WampHub
 from tests.server.harness import Client, Harness, until
 
 TRADE = {"coin": "BTC", "side": "B", "px": "101.0", "sz": "1.0", "time": 3, "hash": "0x2", "tid": 8}

@@ -1,4 +1,4 @@
-"""Tests for orderbook.server.wamp_uri: topic URIs <-> feed subscriptions."""
+"""Tests for orderbook.server.wamp.uri: topic URIs <-> feed subscriptions."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from autobahn.wamp.message import check_or_raise_uri
 
 from orderbook.feed.subscriptions import Subscription
-from orderbook.server.wamp_uri import (
+from orderbook.server.wamp.uri import (
     InvalidTopic,
     decode_component,
     encode_component,

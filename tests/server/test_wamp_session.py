@@ -1,4 +1,4 @@
-"""Tests for orderbook.server.wamp: the router-side WAMP session, in memory.
+"""Tests for orderbook.server.wamp.session: the router-side WAMP session, in memory.
 
 Sessions run against the real Books, feed Registry and metrics; their link
 is a list that records every OutgoingMessage, decoded with autobahn's own
@@ -19,8 +19,8 @@ from orderbook.book.books import BlockResult, CoinUpdate
 from orderbook.config import WebSocketSettings
 from orderbook.feed.frames import OutgoingMessage
 from orderbook.feed.registry import Registry
-from orderbook.metrics import Registry as MetricsRegistry
-from orderbook.server.wamp import WampHub, WampSession
+from orderbook.metrics import Metrics
+from orderbook.server.wamp.session import WampHub, WampSession
 from tests.server.harness import order, small_books
 
 _serializer = JsonSerializer()
@@ -53,7 +53,7 @@ class World:
 
     def __init__(self, **ws: Any) -> None:
         self.books = small_books()
-        self.metrics = MetricsRegistry()
+        self.metrics = Metrics()
         self.ws = WebSocketSettings(**ws)
         self.status = {"state": "ready", "height": 100}
         self.registry = Registry(

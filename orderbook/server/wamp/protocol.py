@@ -18,7 +18,7 @@ from orderbook.config import WebSocketSettings
 from orderbook.feed.registry import Registry
 from orderbook.server.protocol import FeedFactory, FeedProtocol
 from orderbook.server.site import protocol_options
-from orderbook.server.wamp import SUBPROTOCOL, WampHub, WampSession
+from orderbook.server.wamp.session import SUBPROTOCOL, WampHub, WampSession
 
 
 class WampProtocol(FeedProtocol):

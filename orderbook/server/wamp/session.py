@@ -1,7 +1,7 @@
 """WAMP v2 (``wamp.2.json``) on the WebSocket endpoint, for Autobahn|JS clients.
 
 The server is the router for its own realm: a broker for exact-match topics
-(one per JSON channel, see :mod:`orderbook.server.wamp_uri`) and a dealer for
+(one per JSON channel, see :mod:`orderbook.server.wamp.uri`) and a dealer for
 its own procedures. Clients authenticate anonymously and may SUBSCRIBE,
 UNSUBSCRIBE and CALL; PUBLISH and REGISTER are refused. Wire messages are
 parsed and built with autobahn's WAMP message classes; the router-side session
@@ -31,8 +31,6 @@ subscriber that asks ``get_retained`` gets the topic's current view at once
 from __future__ import annotations
 
 import contextlib
-import inspect
-import itertools
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
@@ -45,32 +43,30 @@ from twisted.logger import Logger
 
 from orderbook.feed import messages
 from orderbook.feed.frames import OutgoingMessage
-from orderbook.feed.subscriptions import (
-    COIN_CHANNELS,
-    Subscription,
-    SubscriptionError,
-    parse_l2,
+from orderbook.feed.subscriptions import COIN_CHANNELS, Subscription, SubscriptionError
+from orderbook.metrics import Metrics
+from orderbook.server.wamp.envelope import WampEnvelope
+from orderbook.server.wamp.errors import (
+    CLOSE_NORMAL,
+    GOODBYE_AND_OUT,
+    INTERNAL_ERROR,
+    INVALID_ARGUMENT,
+    INVALID_URI,
+    NO_AUTH_METHOD,
+    NO_SUCH_REALM,
+    NO_SUCH_REGISTRATION,
+    NO_SUCH_SUBSCRIPTION,
+    NOT_AUTHORIZED,
+    PROTOCOL_VIOLATION,
+    SYSTEM_SHUTDOWN,
+    TOO_MANY_SUBSCRIPTIONS,
+    SessionAbort,
+    WampError,
 )
-from orderbook.metrics import Registry as MetricsRegistry
-from orderbook.server.wamp_uri import InvalidTopic, parse_topic
+from orderbook.server.wamp.procedures import Procedures
+from orderbook.server.wamp.uri import InvalidTopic, parse_topic
 
 SUBPROTOCOL = "wamp.2.json"
-
-NOT_AUTHORIZED = "wamp.error.not_authorized"
-INVALID_URI = "wamp.error.invalid_uri"
-NO_SUCH_PROCEDURE = "wamp.error.no_such_procedure"
-INVALID_ARGUMENT = "wamp.error.invalid_argument"
-NO_SUCH_SUBSCRIPTION = "wamp.error.no_such_subscription"
-NO_SUCH_REGISTRATION = "wamp.error.no_such_registration"
-NO_SUCH_REALM = "wamp.error.no_such_realm"
-NO_AUTH_METHOD = "wamp.error.no_auth_method"
-PROTOCOL_VIOLATION = "wamp.error.protocol_violation"
-TOO_MANY_SUBSCRIPTIONS = "orderbook.error.too_many_subscriptions"
-INTERNAL_ERROR = "orderbook.error.internal"
-GOODBYE_AND_OUT = "wamp.close.goodbye_and_out"
-SYSTEM_SHUTDOWN = "wamp.close.system_shutdown"
-
-CLOSE_NORMAL = 1000  # autobahn lets applications close with 1000 or 3000-4999 only
 
 _CLIENT_MESSAGES = {
     cls.MESSAGE_TYPE: cls
@@ -105,162 +101,9 @@ _decoder = JsonObjectSerializer()
 _MAX_ID = 2**53
 
 
-class WampError(Exception):
-    """A request to answer with ERROR ``uri``; ``str()`` becomes args[0]."""
-
-    def __init__(self, uri: str, text: str) -> None:
-        super().__init__(text)
-        self.uri = uri
-
-
-class SessionAbort(Exception):
-    """The session must end with ABORT ``reason``; ``str()`` is the message."""
-
-    def __init__(self, reason: str, text: str) -> None:
-        super().__init__(text)
-        self.reason = reason
-
-
 def encode(msg: message.Message) -> bytes:
     """One WAMP message as JSON bytes (msgspec: views may hold msgspec structs)."""
     return messages.encode(msg.marshal())
-
-
-# -- fan-out envelope -----------------------------------------------------------
-
-
-class WampEnvelope:
-    """WAMP EVENTs for the feed registry: one shared subscription id per topic.
-
-    ``acquire``/``release`` count a topic's WAMP subscribers; its id lives as
-    long as it has any. ``wrap`` is the registry's envelope seam.
-    """
-
-    def __init__(self) -> None:
-        self._ids: dict[Subscription, int] = {}
-        self._refs: dict[Subscription, int] = {}
-        self._publications = itertools.count(1)
-        self.events_built = 0
-
-    def acquire(self, sub: Subscription) -> int:
-        """One more subscriber of ``sub``: its subscription id."""
-        if sub not in self._ids:
-            self._ids[sub] = _new_id(self._ids.values())
-        self._refs[sub] = self._refs.get(sub, 0) + 1
-        return self._ids[sub]
-
-    def release(self, sub: Subscription) -> None:
-        """One subscriber of ``sub`` fewer."""
-        count = self._refs.get(sub, 0) - 1
-        if count > 0:
-            self._refs[sub] = count
-        else:
-            self._refs.pop(sub, None)
-            self._ids.pop(sub, None)
-
-    def subscription_id(self, sub: Subscription) -> int | None:
-        return self._ids.get(sub)
-
-    def wrap(self, sub: Subscription, data: bytes, part: str | None) -> OutgoingMessage | None:
-        """EVENT with ``args[0] = data``; an l4Book Snapshot also gets kwargs ``part``."""
-        sub_id = self._ids.get(sub)
-        if sub_id is None:
-            return None
-        extra = b',{"part":"Snapshot"}' if part == "Snapshot" else b""
-        return self._event(sub_id, b"{}", data, extra)
-
-    def retained(self, sub: Subscription, data: bytes) -> OutgoingMessage:
-        """The current view for one new subscriber that asked ``get_retained``."""
-        return self._event(self._ids[sub], b'{"retained":true}', data, b"")
-
-    def _event(self, sub_id: int, details: bytes, data: bytes, extra: bytes) -> OutgoingMessage:
-        self.events_built += 1
-        head = b"[36,%d,%d," % (sub_id, next(self._publications))
-        return OutgoingMessage(head + details + b",[" + data + b"]" + extra + b"]")
-
-
-def _new_id(taken: Any) -> int:
-    used = set(taken)
-    while True:
-        candidate = random_id()
-        if candidate not in used:
-            return candidate
-
-
-# -- procedures ---------------------------------------------------------------------
-
-
-class Procedures:
-    """The server's callable procedures (the dealer role).
-
-    Each takes positional or keyword arguments as documented in ws-api.md and
-    returns the JSON-ready value; bad arguments raise WampError invalid_argument.
-    """
-
-    def __init__(
-        self, books: Any, status: Callable[[], dict[str, Any]], known_coin: Callable[[str], bool]
-    ) -> None:
-        self.books = books
-        self.status = status
-        self.known_coin = known_coin
-        self.table: dict[str, Callable[..., Any]] = {
-            "orderbook.l2book.get": self.l2book_get,
-            "orderbook.bbo.get": self.bbo_get,
-            "orderbook.l4book.snapshot": self.l4book_snapshot,
-            "orderbook.coins": self.coins,
-            "orderbook.status": self.server_status,
-        }
-
-    def call(self, procedure: str, args: list[Any] | None, kwargs: dict[str, Any] | None) -> Any:
-        """Run ``procedure``; WampError for unknown procedures and bad arguments."""
-        function = self.table.get(procedure)
-        if function is None:
-            raise WampError(NO_SUCH_PROCEDURE, f"no procedure {procedure!r}")
-        try:
-            inspect.signature(function).bind(*(args or ()), **(kwargs or {}))
-        except TypeError as exc:
-            raise WampError(INVALID_ARGUMENT, f"{procedure}: {exc}") from None
-        return function(*(args or ()), **(kwargs or {}))
-
-    def _ready_coin(self, coin: Any) -> str:
-        if not isinstance(coin, str) or not coin:
-            raise WampError(INVALID_ARGUMENT, f"coin must be a non-empty string, got {coin!r}")
-        if self.books.height is None:
-            raise WampError(INVALID_ARGUMENT, "the book is not ready yet (see orderbook.status)")
-        if not self.known_coin(coin):
-            raise WampError(INVALID_ARGUMENT, f"unknown coin {coin!r}")
-        return coin
-
-    def l2book_get(
-        self, coin: Any, nSigFigs: Any = None, mantissa: Any = None, nLevels: Any = None
-    ) -> Any:
-        """``orderbook.l2book.get(coin, nSigFigs=None, mantissa=None, nLevels=20)``."""
-        request = {"type": "l2Book", "coin": coin, "nSigFigs": nSigFigs}
-        request.update(mantissa=mantissa, nLevels=nLevels)
-        try:
-            sub = parse_l2(request)
-        except SubscriptionError as exc:
-            raise WampError(
-                INVALID_ARGUMENT, str(exc).replace("subscription", "arguments")
-            ) from None
-        self._ready_coin(sub.coin)
-        return messages.view_data(self.books, sub)
-
-    def bbo_get(self, coin: Any) -> Any:
-        """``orderbook.bbo.get(coin)``."""
-        return messages.view_data(self.books, Subscription("bbo", self._ready_coin(coin)))
-
-    def l4book_snapshot(self, coin: Any) -> Any:
-        """``orderbook.l4book.snapshot(coin)``: the Snapshot object (with height)."""
-        return self.books.l4_snapshot(self._ready_coin(coin))
-
-    def coins(self) -> list[str]:
-        """``orderbook.coins()``."""
-        return sorted(self.books.coins()) if self.books.height is not None else []
-
-    def server_status(self) -> dict[str, Any]:
-        """``orderbook.status()``: the health document."""
-        return self.status()
 
 
 # -- the router side of one connection -------------------------------------------------
@@ -276,7 +119,7 @@ class Link(Protocol):
 class WampMetrics:
     """WAMP counters in the shared metrics registry."""
 
-    def __init__(self, metrics: MetricsRegistry, hub: WampHub) -> None:
+    def __init__(self, metrics: Metrics, hub: WampHub) -> None:
         self.sessions = metrics.gauge(
             "orderbook_wamp_sessions", "Open WAMP sessions", read=lambda: len(hub.sessions)
         )
@@ -298,7 +141,7 @@ class WampHub:
         realm: str,
         registry: Any,
         books: Any,
-        metrics: MetricsRegistry,
+        metrics: Metrics,
         status: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.realm = realm

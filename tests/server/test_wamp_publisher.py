@@ -1,4 +1,4 @@
-"""Tests for orderbook.server.router: publishing into a real Crossbar.io router.
+"""Tests for orderbook.server.wamp.publisher: publishing into a real Crossbar.io router.
 
 Crossbar runs from .tools/crossbar (scripts/install-test-tools); the tests
 skip when it is absent. Our server joins with a ticket as publisher +
@@ -21,8 +21,8 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from orderbook.book.books import BlockResult
 from orderbook.config import WampSettings
-from orderbook.metrics import Registry as MetricsRegistry
-from orderbook.server.router import RouterPublisher
+from orderbook.metrics import Metrics
+from orderbook.server.wamp.publisher import CrossbarPublisher
 from tests.e2e.procs import REPO, Proc, free_port
 from tests.server.harness import small_books, until
 from tests.server.test_wamp_protocol import TRADE, Probe, WampHarness
@@ -182,11 +182,11 @@ async def test_events_and_calls_flow_through_crossbar(
     """Events published by the server reach a router client; stopping the router drops
     publications (counted) while direct clients keep receiving; a restart reconnects."""
     books = small_books()
-    metrics = MetricsRegistry()
+    metrics = Metrics()
     settings = WampSettings(
         router_url=crossbar.url, router_authid="orderbook-server", router_ticket=TICKET
     )
-    publisher = RouterPublisher(settings, books, metrics, reactor)
+    publisher = CrossbarPublisher(settings, books, metrics, reactor)
     publisher.state_changed({"state": "ready", "height": 100})
     direct = WampHarness(reactor, tmp_path)
     await direct.start()
@@ -243,12 +243,12 @@ async def test_autobahn_js_on_crossbar_gets_the_events(reactor: Any, crossbar: C
     from tests.server.test_wamp_js import deliver_block, need_node, run_node, wait_subscribed
 
     need_node()
-    publisher = RouterPublisher(
+    publisher = CrossbarPublisher(
         WampSettings(
             router_url=crossbar.url, router_authid="orderbook-server", router_ticket=TICKET
         ),
         small_books(),
-        MetricsRegistry(),
+        Metrics(),
         reactor,
     )
     publisher.startService()

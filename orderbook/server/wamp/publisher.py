@@ -1,4 +1,4 @@
-"""Publishing into an external WAMP router (Crossbar.io) for scale-out.
+"""The Crossbar publisher: our topics and procedures in an external Crossbar.io router.
 
 With ``[wamp] router_url`` set, the server joins that router's
 ``router_realm`` as one more WAMP session (anonymous, ticket or cryptosign),
@@ -51,9 +51,10 @@ from orderbook.feed import messages
 from orderbook.feed.frames import OutgoingMessage
 from orderbook.feed.registry import Registry
 from orderbook.feed.subscriptions import Subscription, SubscriptionError
-from orderbook.metrics import Registry as MetricsRegistry
-from orderbook.server.wamp import Procedures, WampError
-from orderbook.server.wamp_uri import InvalidTopic, parse_topic, topic_uri
+from orderbook.metrics import Metrics
+from orderbook.server.wamp.errors import WampError
+from orderbook.server.wamp.procedures import Procedures
+from orderbook.server.wamp.uri import InvalidTopic, parse_topic, topic_uri
 
 INITIAL_RETRY_S = 1.0
 MAX_RETRY_S = 30.0
@@ -70,7 +71,7 @@ class Publication(OutgoingMessage):
         self.part = part
 
 
-class RouterEnvelope:
+class PublisherEnvelope:
     """Keeps the encoded data as is; the router session publishes it."""
 
     def wrap(self, sub: Subscription, data: bytes, part: str | None) -> Publication:
@@ -94,7 +95,7 @@ class _Flow:
         self.paused = True
 
 
-class RouterPublisher(Service):
+class CrossbarPublisher(Service):
     """Joins the external router, publishes our topics there, serves our procedures.
 
     Chain it after the feed registry: it has the same listener methods
@@ -104,24 +105,24 @@ class RouterPublisher(Service):
     _log = Logger()
 
     def __init__(
-        self, settings: WampSettings, books: Books, metrics: MetricsRegistry, reactor: Any = None
+        self, settings: WampSettings, books: Books, metrics: Metrics, reactor: Any = None
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
         self.settings = settings
         self.reactor = reactor
         self.books = books
-        self.envelope = RouterEnvelope()
+        self.envelope = PublisherEnvelope()
         self._status: dict[str, Any] = {"state": "initializing"}
         self.feed = Registry(
             books,
             replace(WebSocketSettings(), max_subscriptions=1_000_000),
-            MetricsRegistry(),  # private: the lead's feed owns the orderbook_ws_* names
+            Metrics(),  # private: the lead's feed owns the orderbook_ws_* names
             reactor=reactor,
             status_provider=lambda: self._status,
         )
         self.procedures = Procedures(books, lambda: self._status, self.feed.known_coin)
-        self.session: RouterSession | None = None
+        self.session: CrossbarSession | None = None
         self.flow = _Flow()
         self.topics: dict[int, Subscription] = {}  # router subscription id -> our view
         self.fallback = False
@@ -131,7 +132,7 @@ class RouterPublisher(Service):
         self._service: ClientService | None = None
         self._metrics(metrics)
 
-    def _metrics(self, metrics: MetricsRegistry) -> None:
+    def _metrics(self, metrics: Metrics) -> None:
         metrics.gauge(
             "orderbook_router_connected",
             "1 while joined to the external WAMP router",
@@ -187,11 +188,11 @@ class RouterPublisher(Service):
             trust = Certificate.loadPEM(self.settings.router_ca_certificate.read_bytes())
         return wrapClientTLS(optionsForClientTLS(url.hostname, trustRoot=trust), endpoint)
 
-    def _new_session(self) -> RouterSession:
-        return RouterSession(ComponentConfig(self.settings.router_realm), self)
+    def _new_session(self) -> CrossbarSession:
+        return CrossbarSession(ComponentConfig(self.settings.router_realm), self)
 
     # -- session events ---------------------------------------------------------------
-    def joined(self, session: RouterSession) -> None:
+    def joined(self, session: CrossbarSession) -> None:
         """The session is on the router: watch its subscriptions, register procedures."""
         self.connects += 1
         if self.connects > 1:
@@ -312,12 +313,12 @@ class RouterPublisher(Service):
         }
 
 
-class RouterSession(ApplicationSession):
+class CrossbarSession(ApplicationSession):
     """Our session on the external router."""
 
     _log = Logger()
 
-    def __init__(self, config: ComponentConfig, publisher: RouterPublisher) -> None:
+    def __init__(self, config: ComponentConfig, publisher: CrossbarPublisher) -> None:
         super().__init__(config)
         self.publisher = publisher
         settings = publisher.settings

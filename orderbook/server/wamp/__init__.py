@@ -1,0 +1,10 @@
+"""WAMP v2 for Autobahn|JS clients, and the publisher into an external Crossbar.io router.
+
+uri.py         topic URIs <-> the feed's Subscription keys
+errors.py      WAMP error and close URIs
+envelope.py    one EVENT per topic and block, shared by every subscriber
+procedures.py  the callable procedures (l2book.get, l4book.snapshot, ...)
+session.py     WampHub and WampSession: the broker/dealer side of one client
+protocol.py    the WebSocket protocol and factory that carry a WampSession
+publisher.py   CrossbarPublisher: joins a Crossbar.io router, publishes there
+"""
