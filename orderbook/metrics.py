@@ -14,7 +14,8 @@ from typing import TypeVar
 LabelValues = tuple[str, ...]
 
 
-def _escape(value: str) -> str:
+def escape_label(value: str) -> str:
+    """A label value as Prometheus text quotes it."""
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
@@ -32,13 +33,13 @@ class Metric:
     def render(self) -> list[str]:
         lines = [f"# HELP {self.name} {self.help_text}", f"# TYPE {self.name} {self.kind}"]
         for label_values, value in sorted(self.values.items()):
-            lines.append(f"{self.name}{self._labels(label_values)} {_number(value)}")
+            lines.append(f"{self.name}{self._labels(label_values)} {render_number(value)}")
         return lines
 
     def _labels(self, values: LabelValues) -> str:
         if not values:
             return ""
-        pairs = ",".join(f'{k}="{_escape(v)}"' for k, v in zip(self.labels, values, strict=True))
+        pairs = ",".join(f'{k}="{escape_label(v)}"' for k, v in zip(self.labels, values, strict=True))
         return "{" + pairs + "}"
 
     def get(self, *labels: str) -> float:
@@ -78,7 +79,8 @@ class Gauge(Metric):
         return super().render()
 
 
-def _number(value: float) -> str:
+def render_number(value: float) -> str:
+    """A sample value: integers without a decimal point."""
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 

@@ -1,0 +1,91 @@
+"""The parent process of ``[server] workers = N``: sockets, snapshot fan-in, supervisor.
+
+At privileged start it binds every listen endpoint (one line and exit 1 when
+one cannot be bound, as a single server does) and opens the snapshot fan-in
+on 127.0.0.1; then the supervisor spawns the workers onto them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from orderbook.metrics import Metrics
+from orderbook.workers import environment
+from orderbook.workers.snapshots import SnapshotFanIn
+from orderbook.workers.sockets import ListenError, ListeningSockets
+from orderbook.workers.supervisor import WorkerSupervisor
+
+_log = Logger(namespace="orderbook.workers")
+
+
+class ParentService(MultiService):
+    """Bind, open the fan-in, then start the supervisor (and any sibling services)."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        transports: list[str],
+        count: int,
+        balance: str,
+        config_path: str,
+        node_info_url: str,
+        snapshot_path: Path,
+        snapshot_timeout_s: float,
+        logfile: str | None,
+        fail: Any,
+    ) -> None:
+        super().__init__()
+        self.reactor = reactor
+        self.transports = transports
+        self.count = count
+        self.balance = balance
+        self.config_path = config_path
+        self.metrics = Metrics()
+        self.fan_in = SnapshotFanIn(reactor, node_info_url, snapshot_path, snapshot_timeout_s)
+        self.logfile = logfile
+        self.fail = fail
+        self.supervisor: WorkerSupervisor | None = None
+        self._fan_in_port: Any = None
+
+    def privilegedStartService(self) -> None:  # noqa: N802 (Twisted API)
+        try:
+            sockets = ListeningSockets(self.transports, self.count, self.balance)
+        except ListenError as exc:
+            self.fail(str(exc))
+            return
+        root = Resource()
+        root.putChild(b"info", self.fan_in)
+        site = Site(root)
+        site.noisy = False
+        self._fan_in_port = self.reactor.listenTCP(0, site, interface="127.0.0.1")
+        info_url = f"http://127.0.0.1:{self._fan_in_port.getHost().port}/info"
+        self.supervisor = WorkerSupervisor(
+            self.reactor,
+            self.count,
+            self.config_path,
+            sockets,
+            self.metrics,
+            {environment.INFO_URL: info_url},
+            self.logfile,
+        )
+        self.supervisor.setServiceParent(self)
+        for transport in self.transports:
+            _log.info(
+                "listening on {transport} for {count} workers ({balance})",
+                transport=transport,
+                count=self.count,
+                balance=self.balance,
+            )
+        super().privilegedStartService()
+
+    def stopService(self) -> Any:  # noqa: N802 (Twisted API)
+        stopped = super().stopService()
+        if self._fan_in_port is not None:
+            self._fan_in_port.stopListening()
+        return stopped

@@ -1,0 +1,138 @@
+"""Listening sockets made once by the parent and handed to every worker.
+
+The parent binds each ``[server] listen`` endpoint before it drops privileges
+(port 443 needs no root in the workers) and passes the descriptors to the
+workers, which accept on them: the kernel spreads connections over the
+processes. Two ways, chosen by ``[server] balance``:
+
+- ``shared``: one socket per endpoint, inherited by every worker (all wait
+  on one accept queue; also the only way with a socket from systemd);
+- ``reuseport``: one ``SO_REUSEPORT`` socket per endpoint and worker, bound
+  to the same address; the kernel hashes each connection to one of them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+SYSTEMD_FIRST_FD = 3  # sd_listen_fds(3): descriptors start at 3
+
+
+class ListenError(Exception):
+    """A listen endpoint that cannot be bound (named, with the reason)."""
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where a TCP listen endpoint binds: from ``tcp:``/``ssl:`` strings."""
+
+    port: int
+    interface: str
+    backlog: int
+
+
+def split_endpoint(spec: str) -> tuple[str, list[str], dict[str, str]]:
+    """Twisted's endpoint syntax: ``kind:arg:key=value``, ``\\:`` escapes a colon."""
+    parts, current, escaped = [], "", False
+    for char in spec:
+        if escaped:
+            current += char
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ":":
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    args = [p for p in parts[1:] if "=" not in p]
+    kwargs = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+    return parts[0], args, kwargs
+
+
+def address_of(spec: str) -> Address | None:
+    """The bind address of a ``tcp:``/``ssl:`` endpoint; None for ``systemd:``."""
+    kind, args, kwargs = split_endpoint(spec)
+    if kind == "systemd":
+        return None
+    if kind not in ("tcp", "ssl", "tcp6", "ssl6") or not args:
+        raise ListenError(f"cannot listen on {spec}: workers support tcp:, ssl: and systemd:")
+    port = kwargs.get("port", args[0])
+    return Address(int(port), kwargs.get("interface", ""), int(kwargs.get("backlog", 50)))
+
+
+def systemd_descriptor(spec: str) -> int:
+    """The inherited descriptor a ``systemd:...:index=N`` endpoint names."""
+    _, _, kwargs = split_endpoint(spec)
+    return SYSTEMD_FIRST_FD + int(kwargs.get("index", 0))
+
+
+def bind(address: Address, reuse_port: bool) -> socket.socket:
+    """A listening TCP socket (IPv6 when the interface is an IPv6 address)."""
+    family = socket.AF_INET6 if ":" in address.interface else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((address.interface, address.port))
+        sock.listen(address.backlog)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+class ListeningSockets:
+    """Every listen endpoint's socket(s); ``for_worker(i)`` gives worker i's descriptors."""
+
+    def __init__(self, specs: list[str], workers: int, balance: str) -> None:
+        self.specs = specs
+        self.per_worker: list[list[int]] = [[] for _ in range(workers)]
+        self._sockets: list[socket.socket] = []
+        reuse_port = balance == "reuseport"
+        for spec in specs:
+            self._open(spec, workers, reuse_port)
+
+    def _open(self, spec: str, workers: int, reuse_port: bool) -> None:
+        address = address_of(spec)
+        if address is None:  # socket activation: one inherited socket, shared
+            fd = systemd_descriptor(spec)
+            os.set_inheritable(fd, True)
+            for fds in self.per_worker:
+                fds.append(fd)
+            return
+        count = workers if reuse_port else 1
+        made: list[socket.socket] = []
+        try:
+            for _ in range(count):
+                made.append(bind(address, reuse_port))
+                if address.port == 0:  # the others join the port the first one got
+                    address = Address(made[0].getsockname()[1], address.interface, address.backlog)
+        except OSError as exc:
+            for sock in made:
+                sock.close()
+            raise ListenError(f"cannot listen on {spec}: {exc.strerror or exc}") from None
+        self._sockets.extend(made)
+        for index, fds in enumerate(self.per_worker):
+            fds.append(made[index % count].fileno())
+
+    def port(self, index: int) -> int:
+        """The bound port of endpoint ``index`` (useful with port 0)."""
+        fd = self.per_worker[0][index]
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            return sock.getsockname()[1]
+
+    def close(self) -> None:
+        for sock in self._sockets:
+            sock.close()
+        self._sockets.clear()
+
+
+def family_of(fd: int) -> socket.AddressFamily:
+    with socket.socket(fileno=os.dup(fd)) as sock:
+        return sock.family

@@ -1,0 +1,59 @@
+"""Listening sockets made once by the parent, for the workers."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from orderbook.workers.sockets import (
+    ListenError,
+    ListeningSockets,
+    address_of,
+    split_endpoint,
+)
+
+
+def test_endpoint_strings_split_like_twisteds():
+    kind, args, kwargs = split_endpoint(r"ssl:8443:interface=127.0.0.1:privateKey=/a\:b.pem")
+    assert (kind, args) == ("ssl", ["8443"])
+    assert kwargs == {"interface": "127.0.0.1", "privateKey": "/a:b.pem"}
+    assert address_of("tcp:0:interface=::1:backlog=7").backlog == 7
+    assert address_of("systemd:domain=INET:index=0") is None
+    with pytest.raises(ListenError, match="unix:/tmp/s"):
+        address_of("unix:/tmp/s")
+
+
+def test_shared_balance_hands_every_worker_the_same_socket():
+    sockets = ListeningSockets(["tcp:0:interface=127.0.0.1"], workers=3, balance="shared")
+    try:
+        assert len({fds[0] for fds in sockets.per_worker}) == 1
+        with socket.create_connection(("127.0.0.1", sockets.port(0)), timeout=5):
+            pass  # the kernel queues it: the socket listens
+    finally:
+        sockets.close()
+
+
+def test_reuseport_balance_binds_one_socket_per_worker_on_one_port():
+    sockets = ListeningSockets(["tcp:0:interface=127.0.0.1"], workers=2, balance="reuseport")
+    try:
+        fds = [worker[0] for worker in sockets.per_worker]
+        assert len(set(fds)) == 2
+        assert len({bound_port(fd) for fd in fds}) == 1
+    finally:
+        sockets.close()
+
+
+def test_a_busy_port_is_one_clear_error():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        with pytest.raises(ListenError, match=f"cannot listen on tcp:{port}.*in use"):
+            ListeningSockets([f"tcp:{port}:interface=127.0.0.1"], workers=2, balance="shared")
+
+
+def bound_port(fd: int) -> int:
+    with socket.socket(fileno=os.dup(fd)) as sock:
+        return sock.getsockname()[1]
