@@ -78,7 +78,7 @@ from orderbook import fixed
 from orderbook.book import l2
 from orderbook.book.books import Books, freeze_after_load
 from orderbook.book.events import Block, StatusOrder
-from orderbook.book.order import iso_to_ms
+from orderbook.book.times import iso_to_ms
 from orderbook.gc_policy import YOUNG_THRESHOLD, raise_young_threshold
 from orderbook.node import schema
 from orderbook.node.decoder import (

@@ -36,8 +36,8 @@ from twisted.logger import Logger
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
-from orderbook.book.book import dismantle
 from orderbook.book.books import Books
+from orderbook.book.coin_book import dismantle
 from orderbook.book.events import StatusOrder
 
 DEFAULT_SLICE_BYTES = 128 * 1024
