@@ -111,7 +111,7 @@ def test_paused_client_keeps_latest_snapshot_only(registry):
 def test_all_mids_dex_must_be_one_the_book_knows():
     """A ready book refuses an unknown dex at subscribe; before it is ready the
     subscription waits and is refused when the book arrives without that dex."""
-    ready = Registry(small_books(), WebSocketSettings(), MetricsRegistry())
+    ready = Registry(small_books(), WebSocketSettings(), Metrics())
     client = FakeClient(None)
     ready.subscribe(client, Subscription("allMids", dex=None))
     with pytest.raises(SubscriptionError, match="unknown dex 'xyz'"):
@@ -120,7 +120,7 @@ def test_all_mids_dex_must_be_one_the_book_knows():
         ready.subscribe(client, Subscription("allMids", dex="j" * 1000))
     assert ready.subscription_count() == 1
 
-    waiting = Registry(small_books(height=None), WebSocketSettings(), MetricsRegistry())
+    waiting = Registry(small_books(height=None), WebSocketSettings(), Metrics())
     waiting.subscribe(client, Subscription("allMids", dex="xyz"))
     waiting.books.set_height(100, 1_700_000_000_000)
     waiting.books_reset(set(waiting.books.coins()))
