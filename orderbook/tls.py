@@ -23,8 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from OpenSSL import SSL, crypto
 from twisted.application.service import Service
+from twisted.internet import ssl
 from twisted.internet.endpoints import _parse, serverFromString
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, IStreamServerEndpoint
 from twisted.internet.ssl import CertificateOptions, DiffieHellmanParameters
@@ -161,7 +161,7 @@ class ServedCertificate:
         except CertificateError as exc:
             _log.error("TLS reload failed, still serving the previous certificate: {e}", e=exc)
 
-    def serverConnectionForTLS(self, protocol: Any) -> SSL.Connection:
+    def serverConnectionForTLS(self, protocol: Any) -> Any:
         assert self.options is not None, "ServedCertificate.load() was not called"
         return self.options.serverConnectionForTLS(protocol)
 
@@ -179,12 +179,13 @@ def load_options(files: TLSFiles) -> tuple[CertificateOptions, list[x509.Certifi
             f"{files.label('private_key')}: {files.private_key} does not belong to the "
             f"certificate {files.certificate}"
         )
+    pair = ssl.PrivateCertificate.loadPEM(_pem(leaf) + _key_pem(key))
     options = CertificateOptions(
-        privateKey=crypto.PKey.from_cryptography_key(key),
-        certificate=crypto.X509.from_cryptography(leaf),
-        extraCertChain=[crypto.X509.from_cryptography(c) for c in chain] or None,
+        privateKey=pair.privateKey.original,
+        certificate=pair.original,
+        extraCertChain=[ssl.Certificate.loadPEM(_pem(c)).original for c in chain] or None,
         dhParameters=_dh(files),
-        **({"method": getattr(SSL, files.method)} if files.method else {}),
+        **({"method": getattr(ssl.SSL, files.method)} if files.method else {}),
     )
     options.getContext()  # build it now: errors here, not at the first client
     return options, [leaf, *chain]
@@ -243,6 +244,18 @@ def _dh(files: TLSFiles) -> Any:
         return None
     _read(files, "dh_parameters", files.dh_parameters)
     return DiffieHellmanParameters.fromFile(FilePath(str(files.dh_parameters)))
+
+
+def _pem(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def _key_pem(key: Any) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
 
 
 def _public(key_or_certificate: Any) -> bytes:
