@@ -158,6 +158,34 @@ def test_without_a_passed_socket_the_systemd_endpoint_is_one_line(tmp_path):
     ]
 
 
+def test_standard_ssl_string_with_a_fullchain_starts_without_tls_section(tmp_path):
+    """listen = ssl:PORT:interface=...:privateKey=KEY:certKey=FULLCHAIN, no [tls]: it serves,
+    and a client that trusts only the root CA verifies the server (intermediate sent)."""
+    from tests.test_tls import Chain
+
+    chain = Chain(tmp_path / "acme")
+    port = free_port()
+    spec = f"ssl:{port}:interface=127.0.0.1:privateKey={chain.key}:certKey={chain.fullchain}"
+    config = nodeless(tmp_path, spec)
+    args = twistd_command() + ["-n", "--pidfile", "", "orderbook", "--config", str(config)]
+    server = Proc(args, tmp_path / "twistd.log", tmp_path)
+    try:
+        server.wait_for(rf"listening on 127\.0\.0\.1:{port} \(tls\)")
+        context = ssl.create_default_context(cafile=str(chain.root))
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname="localhost") as sock,
+        ):
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
+    finally:
+        server.stop()
+    assert "Traceback" not in server.output()
+
+
 def run_to_exit(config: Path, workdir: Path, *twistd: str) -> tuple[int, str]:
     """Run ``twistd -n orderbook`` with twistd's default pidfile in ``workdir`` until it exits."""
     args = twistd_command() + ["-n", *twistd, "orderbook", "--config", str(config)]
