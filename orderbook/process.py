@@ -107,7 +107,7 @@ def open_files_plan(soft: int, hard: int, needed: int) -> tuple[int, str | None]
 
 
 class FileLimit(Service):
-    """Raise the soft open-files limit at start; warn once if it is below what is needed."""
+    """Raise the soft open-files limit at start: one line, a warning if it is still short."""
 
     def __init__(self, max_connections: int) -> None:
         self.needed = max_connections + RESERVED_FILES
@@ -119,6 +119,9 @@ class FileLimit(Service):
         self.limit, warning = open_files_plan(soft, hard, self.needed)
         if self.limit != soft:
             resource.setrlimit(resource.RLIMIT_NOFILE, (self.limit, hard))
+        if warning is not None:
+            _log.warn("{warning}", warning=warning)
+            return
         _log.info(
             "open files limit {limit} (was {soft}, hard {hard}; needed {needed})",
             limit=self.limit,
@@ -126,5 +129,3 @@ class FileLimit(Service):
             hard=hard,
             needed=self.needed,
         )
-        if warning is not None:
-            _log.warn("{warning}", warning=warning)

@@ -299,8 +299,15 @@ class Startup(MultiService):
             try:
                 service.startService()
             except CannotListenError as exc:
-                where = f" ({service.name})" if service.name else ""
-                process.fail(f"cannot listen on {_address(exc)}{where}: {_reason(exc)}")
+                process.fail(_listen_failure(exc, service.name))
+
+
+def _listen_failure(exc: CannotListenError, name: str | None) -> str:
+    """The service's own one-line message if it has one, else address, service and reason."""
+    if type(exc).__str__ is not CannotListenError.__str__:
+        return str(exc)  # e.g. the simulator's InfoPortError
+    where = f" ({name})" if name else ""
+    return f"cannot listen on {_address(exc)}{where}: {_reason(exc)}"
 
 
 def _address(exc: CannotListenError) -> str:
