@@ -102,12 +102,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
     settings = options.settings
     top = Startup()
-    process.FileLimit(settings.websocket.max_connections).setServiceParent(top)
-    reload = process.HangupReload(reactor)
-    reload.setServiceParent(top)
-    certificates = tls.Certificates(settings.tls, settings.source)
-    certificates.setServiceParent(top)
-    reload.add(certificates.reload)
+    reload, certificates = _process_services(settings, reactor, top)
     metrics = Metrics()
     books = Books()
     if settings.simulator.enabled:
@@ -130,6 +125,22 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     for listen in options.listens:
         _listening(listen, site, certificates, reactor, settings).setServiceParent(top)
     return top
+
+
+def _process_services(
+    settings: Settings, reactor: Any, top: MultiService
+) -> tuple[process.HangupReload, tls.Certificates]:
+    """The first services to start: open-files limit, SIGHUP hooks, TLS certificates.
+
+    Anything that re-reads a file on SIGHUP adds itself with ``reload.add(hook)``.
+    """
+    process.FileLimit(settings.websocket.max_connections).setServiceParent(top)
+    reload = process.HangupReload(reactor)
+    reload.setServiceParent(top)
+    certificates = tls.Certificates(settings.tls, settings.source)
+    certificates.setServiceParent(top)
+    reload.add(certificates.reload)
+    return reload, certificates
 
 
 def _site(
