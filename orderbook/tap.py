@@ -73,8 +73,8 @@ class Options(usage.Options):
         except ConfigError as exc:
             process.fail(str(exc))
         section = self.settings.tls
-        self.listens = [tls.parse_listen(spec, section) for spec in self.settings.server.listen]
         try:
+            self.listens = [tls.parse_listen(s, section) for s in self.settings.server.listen]
             tls.check(self.listens, section)
         except tls.CertificateError as exc:
             process.fail(f"{self.settings.source}: {exc}")

@@ -46,6 +46,7 @@ _FILE_ARGS = {
     "extraCertChain": "chain",
     "dhParameters": "dh_parameters",
 }
+_TWISTED_NAMES = {value: key for key, value in _FILE_ARGS.items()}
 _SSL_POSITIONAL = ("port", "privateKey", "certKey", "sslmethod", "interface", "backlog")
 
 
@@ -68,8 +69,7 @@ class TLSFiles:
         """``[tls] certificate`` or ``listen = SPEC: certKey``, for messages."""
         if self.where == "[tls]":
             return f"[tls] {name}"
-        twisted = {value: key for key, value in _FILE_ARGS.items()}[name]
-        return f"{self.where}: {twisted}"
+        return f"{self.where}: {_TWISTED_NAMES[name]}"
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,10 @@ def is_plaintext(spec: str) -> bool:
 
 
 def parse_listen(spec: str, tls: TLSSettings) -> Listen:
-    """Split a listen line into the bare endpoint and its TLS files (no I/O)."""
+    """Split a listen line into the bare endpoint and its TLS files (no I/O).
+
+    Raises CertificateError for files named without the key (``certKey=`` alone).
+    """
     if not spec.startswith(TLS_ENDPOINTS):
         return Listen(spec, spec, None)
     args, kwargs = _parse(spec)
@@ -103,6 +106,9 @@ def parse_listen(spec: str, tls: TLSSettings) -> Listen:
     if "private_key" in files:
         files.setdefault("certificate", files["private_key"])  # as Twisted's ssl: does
         where = f"listen = {spec}"
+    elif files:
+        named = ", ".join(f"{_TWISTED_NAMES[name]}=" for name in files)
+        raise CertificateError(f"listen = {spec}: names {named} but no privateKey=")
     else:
         files.update(private_key=tls.private_key, certificate=tls.certificate)
         where = "[tls]"

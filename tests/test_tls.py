@@ -66,6 +66,12 @@ def test_ssl_key_file_alone_holds_the_certificate_too():
     assert files is not None and files.certificate == files.private_key == Path("/both.pem")
 
 
+def test_files_without_the_key_are_refused():
+    """certKey= without privateKey= would silently take another key: one line instead."""
+    with pytest.raises(tls.CertificateError, match="names certKey= but no privateKey="):
+        tls.parse_listen("ssl:1:certKey=/full.pem", SECTION)
+
+
 def test_systemd_gets_tls_on_top_and_plain_endpoints_none():
     """systemd: keeps its own arguments and gets the [tls] files; tcp:/unix: are plaintext."""
     listen = tls.parse_listen("systemd:domain=INET:index=0", SECTION)
