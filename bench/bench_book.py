@@ -1,4 +1,4 @@
-"""Benchmark of the book (orderbook.book): prints numbers, never pass/fail.
+"""Benchmark of the book (orderbook.book): prints numbers; ``--guard`` also judges them.
 
 Mainnet shape: a few hundred coins holding 500k+ resting orders. Two sources,
 both prepared before any timing:
@@ -47,6 +47,17 @@ as JSON at the end. The default run takes ~45-70 s (simulator) or ~35 s
 
     PYTHONPATH=. python bench/bench_book.py [--source simulator|synthetic]
         [--coins 300] [--orders 520000] [--blocks N] [--scale 1.0]
+
+Regression guard (issue 13: the book's ingest speed is settled, so it must
+not slip): ``--guard`` runs the workload recorded in ``bench/baseline.json``
+(its own args), measures decode + apply CPU blocks/s under the server's GC
+policy and the reference workload before every pass, and compares blocks/s
+x reference time (the machine's speed cancels out) with the baseline's. It
+prints ``REGRESSION GUARD: FAIL`` and exits 1 when that drops by more than
+20%, or when a resting order takes more than 250 bytes; else ``PASS``.
+``--write-baseline`` records the current figures (with these args) there.
+
+    PYTHONPATH=. python bench/bench_book.py --guard [--baseline bench/baseline.json]
 """
 
 from __future__ import annotations
@@ -78,7 +89,7 @@ from orderbook import fixed
 from orderbook.book import l2
 from orderbook.book.books import Books, freeze_after_load
 from orderbook.book.events import Block, StatusOrder
-from orderbook.book.order import iso_to_ms
+from orderbook.book.times import iso_to_ms
 from orderbook.gc_policy import YOUNG_THRESHOLD, raise_young_threshold
 from orderbook.node import schema
 from orderbook.node.decoder import (
@@ -109,6 +120,10 @@ OTHER_STATUSES = (
 )
 SIZES = [fixed.parse(s) for s in ("0.00012", "0.0013", "0.02144", "0.5", "1.0", "12.5", "300.0")]
 POOL = 4000  # distinct pre-encoded non-open statuses blocks draw from
+BASELINE = Path(__file__).with_name("baseline.json")
+MAX_DROP = 0.20  # the guard fails when normalised blocks/s fall by more than this
+MAX_BYTES_PER_ORDER = 250  # issue 13: memory per resting order stays <= 250 B
+GUARD_ARGS = ("source", "seed", "coins", "orders", "blocks", "passes", "scale", "diffs", "statuses")
 
 
 class Market:
@@ -922,6 +937,125 @@ def bench_views(books: Books) -> dict[str, Any]:
     }
 
 
+# -- regression guard ----------------------------------------------------------
+
+
+def load_traced(snapshot: list[tuple[str, str, _SideEntries]]) -> tuple[Books, float]:
+    """The snapshot in a fresh Books, and the bytes per resting order it took (tracemalloc)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        books = Books()
+        for coin, side, entries in snapshot:
+            books.load_orders(coin, side, entries)
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    return books, used / books.order_count()
+
+
+def guard_measure(args: argparse.Namespace) -> dict[str, Any]:
+    """The guarded figures: decode + apply CPU blocks/s with the server's GC policy
+    (median of ``passes``), the reference workload's median ms and bytes per order."""
+    reference = Reference()
+    with tempfile.TemporaryDirectory(prefix="bench_book-") as directory:
+        prepare = prepare_simulator if args.source == "simulator" else prepare_synthetic
+        data = prepare(args, Path(directory))
+        snapshot = read_snapshot(data.snapshot_path)
+    books, bytes_per_order = load_traced(snapshot)
+    del snapshot
+    size = len(data.lines) // args.passes
+    rates = []
+    freeze_after_load()
+    try:
+        with gc_mode("gc_server"):
+            for index in range(args.passes):
+                reference.measure()
+                part = data.lines[index * size : (index + 1) * size]
+                rates.append(run_pass(books, part)["cpu_blocks_per_s"])
+    finally:
+        gc.unfreeze()
+    rate, reference_ms = statistics.median(rates), statistics.median(reference.samples_ms)
+    return {
+        "cpu_blocks_per_s": rate,
+        "cpu_passes": rates,
+        "reference_ms": reference_ms,
+        "normalised": rate * reference_ms / 1e3,  # blocks per reference run: machine-neutral
+        "bytes_per_order": bytes_per_order,
+        "orders": books.order_count(),
+    }
+
+
+def write_baseline(args: argparse.Namespace, path: Path) -> dict[str, Any]:
+    """Measure with ``args`` and record the figures and the args in ``path``."""
+    figures = guard_measure(args)
+    baseline = {
+        "args": {name: getattr(args, name) for name in GUARD_ARGS},
+        **figures,
+        "recorded": time.strftime("%Y-%m-%d", time.gmtime()),
+        "python": sys.version.split()[0],
+        "machine": " ".join(
+            filter(None, (platform.machine(), platform.processor(), f"{os.cpu_count()} CPUs"))
+        ),
+    }
+    path.write_text(json.dumps(baseline, indent=2) + "\n")
+    print(
+        f"baseline written to {path}: {figures['cpu_blocks_per_s']:.0f} blocks/s CPU x reference "
+        f"{figures['reference_ms']:.2f} ms = {figures['normalised']:.3f} blocks per reference run; "
+        f"{figures['bytes_per_order']:.0f} B per resting order"
+    )
+    return baseline
+
+
+def judge(figures: dict[str, Any], baseline: dict[str, Any]) -> list[str]:
+    """What fails the guard (empty: pass)."""
+    failures = []
+    ratio = figures["normalised"] / baseline["normalised"]
+    if ratio < 1 - MAX_DROP:
+        failures.append(
+            f"blocks/s per reference run dropped {1 - ratio:.0%} below the baseline "
+            f"(more than {MAX_DROP:.0%})"
+        )
+    if figures["bytes_per_order"] > MAX_BYTES_PER_ORDER:
+        failures.append(
+            f"{figures['bytes_per_order']:.0f} B per resting order (limit {MAX_BYTES_PER_ORDER})"
+        )
+    return failures
+
+
+def run_guard(args: argparse.Namespace, path: Path) -> int:
+    """Run the baseline's workload, print the comparison and the verdict; the exit code."""
+    baseline = json.loads(path.read_text())
+    for name, value in baseline["args"].items():
+        setattr(args, name, value)
+    figures = guard_measure(args)
+    ratio = figures["normalised"] / baseline["normalised"]
+    print(
+        f"regression guard against {path} (recorded {baseline.get('recorded', '?')} on "
+        f"{baseline.get('machine', '?')}, {baseline['args']['source']} source, "
+        f"{figures['orders']} orders, {args.passes} passes of {args.blocks // args.passes} blocks)"
+    )
+    print(
+        f"  decode + apply, server GC policy: {figures['cpu_blocks_per_s']:.0f} blocks/s CPU "
+        f"(baseline {baseline['cpu_blocks_per_s']:.0f}) x reference {figures['reference_ms']:.2f} "
+        f"ms (baseline {baseline['reference_ms']:.2f}) = {figures['normalised']:.3f} blocks per "
+        f"reference run, {ratio:.0%} of the baseline's {baseline['normalised']:.3f} "
+        f"(fails below {1 - MAX_DROP:.0%})"
+    )
+    print(
+        f"  memory: {figures['bytes_per_order']:.0f} B per resting order (baseline "
+        f"{baseline['bytes_per_order']:.0f}, limit {MAX_BYTES_PER_ORDER})"
+    )
+    failures = judge(figures, baseline)
+    for failure in failures:
+        print(f"REGRESSION GUARD: FAIL: {failure}")
+    if not failures:
+        print("REGRESSION GUARD: PASS")
+    print(json.dumps({"guard": "fail" if failures else "pass", "ratio": ratio, **figures}))
+    return 1 if failures else 0
+
+
 # -- main ----------------------------------------------------------------------
 
 
@@ -944,6 +1078,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--diffs", type=int, default=500, help="synthetic: per block")
     parser.add_argument("--statuses", type=int, default=1000, help="synthetic: per block")
     parser.add_argument("--chunk", type=int, default=5000)
+    parser.add_argument(
+        "--guard", action="store_true", help="compare with the baseline; exit 1 on a regression"
+    )
+    parser.add_argument(
+        "--write-baseline", action="store_true", help="record the guarded figures as the baseline"
+    )
+    parser.add_argument("--baseline", type=Path, default=BASELINE, help="the baseline file")
     args = parser.parse_args(argv)
     if args.blocks is None:
         args.blocks = 900 if args.source == "simulator" else 1200
@@ -965,6 +1106,11 @@ def print_shape(shape: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.guard:
+        sys.exit(run_guard(args, args.baseline))
+    if args.write_baseline:
+        write_baseline(args, args.baseline)
+        return
     print(f"load average {load_average()} (1/5/15 min) on {os.cpu_count()} CPUs")
     reference = Reference()
     with tempfile.TemporaryDirectory(prefix="bench_book-") as directory:
@@ -1056,7 +1202,7 @@ def main(argv: list[str] | None = None) -> None:
             "perf_counter": time.get_clock_info("perf_counter").resolution,
             "process_time": time.get_clock_info("process_time").resolution,
         },
-        "args": vars(args),
+        "args": {**vars(args), "baseline": str(args.baseline)},
         "prep": prep,
         "block_shape": shape,
         "snapshot_load": reactor_load,

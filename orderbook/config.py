@@ -17,6 +17,7 @@ from __future__ import annotations
 import configparser
 from collections.abc import Callable
 from dataclasses import Field, dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlparse
@@ -348,6 +349,11 @@ def _check_tls(source: Path, tls: TLSSettings, spec: str) -> None:
                 f"{source}: [tls] {name}: required by listen = {spec} "
                 "(or name the files in it: privateKey=KEY:certKey=CERT)"
             )
+
+
+def example() -> str:
+    """The documented production config (etc/orderbook.ini, shipped in the package)."""
+    return resources.files("orderbook").joinpath("etc", "orderbook.ini").read_text("utf-8")
 
 
 def _first_line(exc: Exception) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 SCALE = 100_000_000
 DECIMALS = 8
 _DIGITS = frozenset("0123456789")
+MEMO: dict[str, int] = {}  # text -> parse(text), see parse_cached
+MEMO_MAX = 1 << 18
 
 
 class FixedError(ValueError):
@@ -36,6 +38,22 @@ def parse(text: str) -> int:
         raise FixedError(f"not a decimal with at most {DECIMALS} decimals: {text!r}")
     value = int(whole) * SCALE + (int(frac) * 10 ** (DECIMALS - len(frac)) if frac else 0)
     return -value if negative else value
+
+
+def parse_cached(text: str) -> int:
+    """:func:`parse` with a bounded memo: the node repeats prices and sizes a lot.
+
+    Hot loops may look in :data:`MEMO` first and call this only on a miss.
+    The memo is emptied when it reaches ``MEMO_MAX`` entries; bad text is
+    never kept.
+    """
+    value = MEMO.get(text)
+    if value is None:
+        value = parse(text)
+        if len(MEMO) >= MEMO_MAX:
+            MEMO.clear()
+        MEMO[text] = value
+    return value
 
 
 def format(value: int) -> str:  # noqa: A001 - mirrors parse()

@@ -1,56 +1,85 @@
 """``twistd orderbook --config FILE``: Options and makeService (wiring only).
 
-The config file is read and validated in ``Options.postOptions``: any problem
-prints one line naming the file, the key and the problem, and twistd exits 1.
-``makeService`` wires the services into one MultiService::
+``Options.postOptions`` reads and validates the config file (any problem is
+one line naming the file, the key and the problem, and exit code 1);
+``--example-config`` prints the documented config. ``makeService`` wires
+the services into one MultiService, in start order::
 
-    [simulator] -> node files -> IngestService -> Books -> feed Registry -> Site(s)
+    file limit, SIGHUP reload, TLS certificates, [simulator],
+    node files -> IngestService -> Books -> feed Registry -> Site(s) on each listen line
+
+Nothing is written or bound before the services start; a start that cannot go
+on (a bad certificate, a port in use) is one line and exit code 1.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from orderbook import config, logs, tls
+from orderbook import config, logs, process, tls
 from orderbook.config import ConfigError, Settings
 from orderbook.gc_policy import GcPolicy
 
+if TYPE_CHECKING:
+    from twisted.web.server import Site
+
+    from orderbook.book.books import Books
+    from orderbook.feed.registry import Registry
+    from orderbook.metrics import Metrics
+    from orderbook.server.wamp.publisher import CrossbarPublisher
+
 _log = Logger(namespace="orderbook.tap")
+
+Status = Callable[[], dict[str, Any]]
 
 
 class Options(usage.Options):
     """Command line of ``twistd orderbook``."""
 
-    synopsis = "--config FILE"
+    synopsis = "--config FILE | --example-config"
     optParameters = [
-        ["config", "c", None, "The config file (INI). See etc/orderbook.ini for every key."],
+        [
+            "config",
+            "c",
+            None,
+            "The config file (INI). `twistd orderbook --example-config` prints one "
+            "with every key, its default and its meaning.",
+        ],
+    ]
+    optFlags = [
+        ["example-config", None, "Print the documented production config file and exit."],
     ]
 
     settings: Settings
+    listens: list[tls.Listen]
 
     def postOptions(self) -> None:
+        if self["example-config"]:
+            sys.stdout.write(config.example())
+            raise SystemExit(0)
         if not self["config"]:
-            raise usage.UsageError("--config FILE is required")
+            raise usage.UsageError("--config FILE is required (--example-config prints one)")
         try:
             self.settings = config.load(self["config"])
-            tls.ensure_self_signed(self.settings.tls)
-            if any(not tls.is_plaintext(spec) for spec in self.settings.server.listen):
-                tls.check_pair(self.settings.tls, self.settings.source)
         except ConfigError as exc:
-            _fail(str(exc))
-        except OSError as exc:
-            _fail(
-                f"{self['config']}: [tls] self_signed: cannot write {exc.filename}: {exc.strerror}"
-            )
+            process.fail(str(exc))
+        section = self.settings.tls
+        try:
+            self.listens = [tls.parse_listen(s, section) for s in self.settings.server.listen]
+            tls.check(self.listens, section)
+        except tls.CertificateError as exc:
+            process.fail(f"{self.settings.source}: {exc}")
         if self.parent is not None:
+            process.use_twistd_options(self.parent)
             self.parent["logger"] = logs.use_config(self.settings.log, _logfile(self.parent))
 
 
@@ -62,40 +91,71 @@ def _logfile(twistd: Any) -> str:
     return "-" if twistd.get("nodaemon") else "twistd.log"
 
 
-def _fail(line: str) -> None:
-    """One line on stderr, exit code 1: twistd would bury a UsageError in its usage text."""
-    sys.stderr.write(f"orderbook: {line}\n")
-    raise SystemExit(1)
-
-
 def makeService(options: Options, reactor: Any = None) -> IService:
-    """Wire simulator (optional), ingestion, book, feeds, WAMP and listening sites."""
+    """Wire process services, simulator (optional), ingestion, book, feeds, WAMP and sites."""
     if reactor is None:
         from twisted.internet import reactor
     from orderbook.book.books import Books
     from orderbook.feed.registry import Registry
     from orderbook.metrics import Metrics
     from orderbook.node.service import IngestService
-    from orderbook.server.site import make_site
 
     settings = options.settings
-    top = MultiService()
+    top = Startup()
+    reload, certificates = _process_services(settings, reactor, top)
     metrics = Metrics()
     books = Books()
     if settings.simulator.enabled:
-        _simulator_service(settings).setServiceParent(top)
+        simulator = _simulator_service(settings)
+        simulator.setName(
+            f"the simulator's info server: [simulator] info_port in {settings.source}"
+        )
+        simulator.setServiceParent(top)
     feed = Registry(books, settings.websocket, metrics, reactor=reactor)
     listeners = BookListeners([feed])
     ingest = IngestService(settings.node, books, listeners, metrics, reactor=reactor)
-    status = ingest.status
     router = _router_service(settings, books, metrics, reactor)
     if router is not None:
         listeners.add(router)
         router.setServiceParent(top)
-        status = _with_router(ingest.status, router.status)
+    status = _status(ingest.status, router)
     ingest.setServiceParent(top)
     GcPolicy().setServiceParent(top)
-    site = make_site(
+    site = _site(settings, books, feed, metrics, status, reactor, top)
+    for listen in options.listens:
+        _listening(listen, site, certificates, reactor, settings).setServiceParent(top)
+    return top
+
+
+def _process_services(
+    settings: Settings, reactor: Any, top: MultiService
+) -> tuple[process.HangupReload, tls.Certificates]:
+    """The first services to start: open-files limit, SIGHUP hooks, TLS certificates.
+
+    Anything that re-reads a file on SIGHUP adds itself with ``reload.add(hook)``.
+    """
+    process.FileLimit(settings.websocket.max_connections).setServiceParent(top)
+    reload = process.HangupReload(reactor)
+    reload.setServiceParent(top)
+    certificates = tls.Certificates(settings.tls, settings.source)
+    certificates.setServiceParent(top)
+    reload.add(certificates.reload)
+    return reload, certificates
+
+
+def _site(
+    settings: Settings,
+    books: Books,
+    feed: Registry,
+    metrics: Metrics,
+    status: Status,
+    reactor: Any,
+    top: MultiService,
+) -> Site:
+    from orderbook.server.site import make_site
+
+    wamp = _wamp_factory(settings, feed, books, metrics, status, reactor, top)
+    return make_site(
         settings.server,
         settings.websocket,
         books,
@@ -103,14 +163,31 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         metrics,
         status,
         reactor=reactor,
-        wamp_factory=_wamp_factory(settings, feed, books, metrics, status, reactor, top),
+        wamp_factory=wamp,
     )
-    for spec in settings.server.listen:
-        if tls.is_plaintext(spec):
-            _log.warn("listening on {spec}: plaintext, no TLS", spec=spec)
-        endpoint = serverFromString(reactor, tls.endpoint_string(spec, settings.tls))
-        ListeningService(spec, endpoint, site).setServiceParent(top)
-    return top
+
+
+def _listening(
+    listen: tls.Listen,
+    site: Site,
+    certificates: tls.Certificates,
+    reactor: Any,
+    settings: Settings,
+) -> ListeningService:
+    """The service for one listen line (its endpoint string errors are one line)."""
+    if listen.files is None and tls.is_plaintext(listen.spec):
+        _log.warn("listening on {spec}: plaintext, no TLS", spec=listen.spec)
+    served = None if listen.files is None else certificates.serve(listen.files)
+    try:
+        endpoint = tls.endpoint(reactor, listen, served)
+    except IndexError:
+        process.fail(
+            f"{settings.source}: [server] listen = {listen.spec}: no such socket was passed "
+            "(LISTEN_FDS/LISTEN_PID from systemd: start it through its .socket unit)"
+        )
+    except (ValueError, TypeError, KeyError, OSError) as exc:
+        process.fail(f"{settings.source}: [server] listen = {listen.spec}: {exc}")
+    return ListeningService(listen, endpoint, site)
 
 
 class BookListeners:
@@ -141,15 +218,25 @@ class BookListeners:
                 self._log.failure("{listener}.{method} failed", listener=listener, method=method)
 
 
-def _with_router(ingest_status: Any, router_status: Any) -> Any:
+def _status(ingest: Status, router: CrossbarPublisher | None) -> Status:
+    """The /health document: the ingest state, plus the router's when there is one."""
+    if router is None:
+        return ingest
+
     def status() -> dict[str, Any]:
-        return {**ingest_status(), "router": router_status()}
+        return {**ingest(), "router": router.status()}
 
     return status
 
 
 def _wamp_factory(
-    settings: Settings, feed: Any, books: Any, metrics: Any, status: Any, reactor: Any, top: Any
+    settings: Settings,
+    feed: Registry,
+    books: Books,
+    metrics: Metrics,
+    status: Status,
+    reactor: Any,
+    top: MultiService,
 ) -> Any:
     if not settings.wamp.enabled:
         return None
@@ -172,7 +259,9 @@ class WampShutdown(Service):
         self.hub.shutdown()
 
 
-def _router_service(settings: Settings, books: Any, metrics: Any, reactor: Any) -> Any:
+def _router_service(
+    settings: Settings, books: Books, metrics: Metrics, reactor: Any
+) -> CrossbarPublisher | None:
     if not settings.wamp.router_url:
         return None
     from orderbook.server.wamp.publisher import CrossbarPublisher
@@ -183,9 +272,9 @@ def _router_service(settings: Settings, books: Any, metrics: Any, reactor: Any) 
 class ListeningService(StreamServerEndpointService):
     """Listen on one endpoint; log the bound address; fail startup in one line."""
 
-    def __init__(self, spec: str, endpoint: Any, factory: Any) -> None:
+    def __init__(self, listen: tls.Listen, endpoint: Any, factory: Any) -> None:
         super().__init__(endpoint, factory)
-        self.spec = spec
+        self.listen = listen
         self.port: Any = None
 
     def privilegedStartService(self) -> None:
@@ -194,19 +283,51 @@ class ListeningService(StreamServerEndpointService):
         failures: list[Failure] = []
         self._waitingForPort.addCallbacks(self._listening, failures.append)
         if failures:  # TCP/TLS listen errors are synchronous: stop before the reactor runs
-            _fail(f"cannot listen on {self.spec}: {failures[0].getErrorMessage()}")
+            process.fail(f"cannot listen on {self.listen.spec}: {failures[0].getErrorMessage()}")
 
     def _listening(self, port: Any) -> Any:
         self.port = port
         address = port.getHost()
-        scheme = "plaintext" if tls.is_plaintext(self.spec) else "tls"
         _log.info(
             "listening on {host}:{port} ({scheme})",
             host=address.host,
             port=address.port,
-            scheme=scheme,
+            scheme=self.listen.scheme,
         )
         return port
+
+
+class Startup(MultiService):
+    """The top service: a child that cannot bind its port at start is one line, exit 1.
+
+    (The simulator's info port binds in ``startService``: twistd would print a
+    traceback and keep its pidfile.)
+    """
+
+    def startService(self) -> None:
+        Service.startService(self)
+        for service in self:
+            try:
+                service.startService()
+            except CannotListenError as exc:
+                process.fail(_listen_failure(exc, service.name))
+
+
+def _listen_failure(exc: CannotListenError, name: str | None) -> str:
+    """The service's own one-line message if it has one, else address, service and reason."""
+    if type(exc).__str__ is not CannotListenError.__str__:
+        return str(exc)  # e.g. the simulator's InfoPortError
+    where = f" ({name})" if name else ""
+    return f"cannot listen on {_address(exc)}{where}: {_reason(exc)}"
+
+
+def _address(exc: CannotListenError) -> str:
+    return f"{exc.interface or '0.0.0.0'}:{exc.port}"
+
+
+def _reason(exc: CannotListenError) -> str:
+    socket_error = exc.socketError
+    return getattr(socket_error, "strerror", None) or str(socket_error)
 
 
 def _simulator_service(settings: Settings) -> IService:

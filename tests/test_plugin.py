@@ -114,3 +114,30 @@ def test_busy_port_exits_1_naming_the_endpoint(tmp_path):
     assert code == 1
     assert f"orderbook: cannot listen on {spec}: " in output
     assert "Address already in use" in output and "Traceback" not in output
+
+
+def test_example_config_prints_the_shipped_file_and_exits_0(tmp_path):
+    """--example-config prints etc/orderbook.ini (one file: the package data links to it)."""
+    import subprocess
+
+    from tests.e2e.procs import REPO, child_env
+
+    shipped = REPO / "orderbook" / "etc" / "orderbook.ini"
+    assert shipped.resolve() == (REPO / "etc" / "orderbook.ini").resolve()
+    result = subprocess.run(
+        twistd_command() + ["orderbook", "--example-config"],
+        cwd=tmp_path,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (REPO / "etc" / "orderbook.ini").read_text()
+    assert not (tmp_path / "twistd.pid").exists()
+
+
+def test_help_points_at_the_example_config():
+    """--help names --example-config where it used to name a file pip does not install."""
+    text = str(tap.Options())
+    assert "--example-config" in text and "etc/orderbook.ini" not in text

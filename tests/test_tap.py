@@ -7,12 +7,9 @@ from twisted.internet.testing import MemoryReactorClock
 from orderbook import tap
 
 
-def make(tmp_path, extra: str = ""):
+def make(tmp_path, extra: str = "", listen: str = "tcp:0\n  tcp:0:interface=127.0.0.1"):
     path = tmp_path / "ob.ini"
-    path.write_text(
-        f"[node]\ndata_dir = {tmp_path}\n[server]\nlisten = tcp:0\n  tcp:0:interface=127.0.0.1\n"
-        + extra
-    )
+    path.write_text(f"[node]\ndata_dir = {tmp_path}\n[server]\nlisten = {listen}\n" + extra)
     options = tap.Options()
     options.parseOptions(["--config", str(path)])
     return tap.makeService(options, reactor=MemoryReactorClock())
@@ -39,7 +36,8 @@ def test_router_and_simulator_are_wired_when_configured(tmp_path):
         "[wamp]\nrouter_url = ws://127.0.0.1:9/ws\n[simulator]\nenabled = yes\ninfo_port = 0\n",
     )
     names = kinds(service)
-    assert names[0] == "SimulatorService"  # started first: it makes the node files
+    assert names[:3] == ["FileLimit", "HangupReload", "Certificates"]
+    assert names.index("SimulatorService") < names.index("IngestService")  # makes the files
     assert "CrossbarPublisher" in names
     site = next(c for c in service if type(c).__name__ == "ListeningService").factory
     health = site.resource.children[b"health"]
@@ -79,3 +77,52 @@ def test_book_listeners_isolate_failures():
     listeners.books_reset({"BTC"})
     listeners.state_changed({"state": "ready"})
     assert second.calls == [("block", "r"), ("reset", {"BTC"}), ("state", {"state": "ready"})]
+
+
+def test_option_parsing_writes_nothing_and_start_makes_the_self_signed_pair(tmp_path):
+    """self_signed files appear when the Certificates service starts, not while parsing."""
+    cert, key = tmp_path / "tls" / "cert.pem", tmp_path / "tls" / "key.pem"
+    service = make(
+        tmp_path,
+        f"[tls]\ncertificate = {cert}\nprivate_key = {key}\nself_signed = yes\n",
+        listen="ssl:0:interface=127.0.0.1",
+    )
+    assert not cert.exists() and not key.exists()
+    certificates = next(c for c in service if type(c).__name__ == "Certificates")
+    certificates.privilegedStartService()
+    assert cert.exists() and key.exists()
+    assert certificates.served[0].chain  # loaded for the ssl: endpoint
+
+
+def test_ssl_string_naming_its_files_is_served_with_tls(tmp_path):
+    """A standard ssl: string with its own files needs no [tls]; it is wired with TLS on top."""
+    from orderbook.tls import TLSEndpoint, make_self_signed
+
+    key_pem, cert_pem = make_self_signed(["localhost"])
+    (tmp_path / "k.pem").write_bytes(key_pem)
+    (tmp_path / "c.pem").write_bytes(cert_pem)
+    spec = f"ssl:0:interface=127.0.0.1:privateKey={tmp_path}/k.pem:certKey={tmp_path}/c.pem"
+    service = make(tmp_path, listen=spec)
+    listening = next(c for c in service if type(c).__name__ == "ListeningService")
+    assert isinstance(listening.endpoint, TLSEndpoint)
+    assert listening.listen.files.certificate == tmp_path / "c.pem"
+
+
+def test_a_listen_failure_with_its_own_message_keeps_it():
+    """A CannotListenError subclass that phrases itself (the simulator's) is printed as is."""
+    import errno
+
+    from twisted.internet.error import CannotListenError
+
+    class InfoPortError(CannotListenError):
+        def __str__(self) -> str:
+            return "simulator info server: cannot listen on 127.0.0.1:3001: taken"
+
+    taken = OSError(errno.EADDRINUSE, "Address already in use")
+    plain = CannotListenError("127.0.0.1", 3001, taken)
+    assert tap._listen_failure(InfoPortError("127.0.0.1", 3001, taken), "sim") == (
+        "simulator info server: cannot listen on 127.0.0.1:3001: taken"
+    )
+    assert tap._listen_failure(plain, "the simulator's info server") == (
+        "cannot listen on 127.0.0.1:3001 (the simulator's info server): Address already in use"
+    )

@@ -1,42 +1,38 @@
-"""All coins' books: apply one block at a time, serve views.
+"""All coins' books: the state, fed one block at a time.
 
-This module's public API is the contract between the book and its users
+This module's public API (with the views :class:`Books` inherits from
+:mod:`orderbook.book.views`) is the contract between the book and its users
 (ingestion in ``orderbook.node``, fan-out in ``orderbook.feed``).
-
-Views return the exact ``data`` object of the client channel (see
-../shared/docs/ws-api.md), with prices and sizes already canonical strings, so
-the feed only wraps and serializes them. Views are cached: asking twice in one
-block for the same (coin, params) returns the same object, and the expensive
-part (the levels) is only rebuilt after a block that changed the coin. Views
-are shared objects: callers must not mutate them.
 
 Diffs are the authority on what rests (node-data.md §4); statuses only
 supply the metadata of ``new`` orders. Inconsistencies never raise: they are
 reported in ``BlockResult.errors`` and the rest of the block still applies.
+The apply loop (``_apply_diffs``) is inlined on purpose: it runs ~500 times
+a block, and every call or attribute lookup saved there shows in bench_book.
 """
 
 from __future__ import annotations
 
 import gc
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import msgspec
 
-from orderbook import fixed
-from orderbook.book import l2
-from orderbook.book.book import Book, compare_books
+from orderbook.book.coin_book import EMPTY_TOP, CoinBook, top_of
 from orderbook.book.events import REMOVE, Block, BookDiff, NewDiff, OrderStatus
 from orderbook.book.order import (
     Order,
-    encode_cloid,
-    meta_of,
 )
 from orderbook.book.side import ASK, BID
+from orderbook.book.staging import BookStaging
 from orderbook.book.statuses import BlockStatuses
 from orderbook.book.trades import TradePairer
+from orderbook.book.views import BookViews, UnknownDex
+from orderbook.fixed import MEMO as _parsed
+from orderbook.fixed import parse_cached as _parse
 
 _intern = sys.intern
 
@@ -93,44 +89,16 @@ class _Skipped(Exception):
     """A diff that cannot apply to the book as it is (its message goes in a BookError)."""
 
 
-_EMPTY_TOP: tuple[Any, ...] = (None,) * 6
+__all__ = ["BlockResult", "BookError", "Books", "CoinUpdate", "UnknownDex", "freeze_after_load"]
 
 
-def _top(book: Book) -> tuple[Any, ...]:
-    """(bid px, ask px, bid size, bid count, ask size, ask count), None for an
-    empty side: to tell whether a block changed the bbo, and the mid (px only)."""
-    bids, asks = book.bids, book.asks
-    bid = bids.levels[-bids.keys[0]] if bids.keys else None
-    ask = asks.levels[asks.keys[0]] if asks.keys else None
-    return (
-        bid and bid.px,
-        ask and ask.px,
-        bid and bid.size,
-        bid and len(bid.orders),
-        ask and ask.size,
-        ask and len(ask.orders),
-    )
-
-
-_parsed: dict[str, int] = {}
-_PARSED_MAX = 1 << 18
-
-
-def _parse(text: str) -> int:
-    """``fixed.parse`` with a memo: prices and sizes repeat a lot across blocks."""
-    value = _parsed.get(text)
-    if value is None:
-        value = fixed.parse(text)
-        if len(_parsed) >= _PARSED_MAX:
-            _parsed.clear()
-        _parsed[text] = value
-    return value
-
-
-class Books:
+class Books(BookStaging, BookViews):
     """Every coin's L4 book. Synchronous; fed one block at a time.
 
-    ``accept_coin`` is the markets filter (None: every coin).
+    ``accept_coin`` is the markets filter (None: every coin). Snapshot loads
+    and staging copies (load_orders, replace_all, adopt_coin, ...) come from
+    :class:`BookStaging`, the views (l2_view, bbo_view, all_mids, l4_snapshot)
+    from :class:`BookViews`.
     """
 
     height: int | None  # height of the last applied block or loaded snapshot
@@ -141,15 +109,12 @@ class Books:
         self.time_ms = None
         self._accept_coin = accept_coin
         self._accepted: dict[str, bool] = {}
-        self._books: dict[str, Book] = {}
+        self._books: dict[str, CoinBook] = {}
         self._orders: dict[int, Order] = {}  # every resting order, across coins
-        self._discarded: list[Book] = []  # let go of, waiting for dismantle()
+        self._discarded: list[CoinBook] = []  # let go of, waiting for dismantle()
         self._tops: dict[str, tuple[Any, ...]] = {}  # coin -> _top() as last reported
         self._pairer = TradePairer()
-        self._views: dict[str, dict[tuple[Any, ...], tuple[Any, Any, dict[str, Any]]]] = {}
-        self._mids: dict[str, str] = {}
-        self._mids_version = 0
-        self._mids_views: dict[str | None, tuple[int, dict[str, str]]] = {}
+        self._init_views()
 
     # -- feeding -----------------------------------------------------------
     def accepts(self, coin: str) -> bool:
@@ -179,8 +144,8 @@ class Books:
                 views.pop(coin, None)
         tops, books, bbo_changed = self._tops, self._books, result.bbo_changed
         for coin in touched:
-            top = _top(books[coin])
-            last = tops.get(coin, _EMPTY_TOP)
+            top = top_of(books[coin])
+            last = tops.get(coin, EMPTY_TOP)
             if top != last:
                 tops[coin] = top
                 bbo_changed.add(coin)
@@ -201,7 +166,7 @@ class Books:
         changed, errors, updates = result.changed, result.errors, result.updates
         orders = self._orders
         touched: set[str] = set()
-        entered: dict[str, tuple[Book, list[BookDiff]] | tuple[()]] = {}
+        entered: dict[str, tuple[CoinBook, list[BookDiff]] | tuple[()]] = {}
         for diff in diffs:
             coin = diff.coin
             entry = entered.get(coin)
@@ -258,6 +223,12 @@ class Books:
             changed.add(coin)
         return touched
 
+    def _add_coin(self, coin: str) -> CoinBook:
+        """A new, empty book for ``coin`` (its dex becomes known)."""
+        book = self._books[coin] = CoinBook(_intern(coin))
+        self._note_coin(coin)
+        return book
+
     def _not_removed(self, diff: BookDiff, order: Order | None) -> NoReturn:
         """Why a "remove" diff cannot apply (the order, if popped, is put back)."""
         if order is not None:
@@ -271,7 +242,7 @@ class Books:
 
     def _enter(
         self, coin: str, updates: dict[str, CoinUpdate]
-    ) -> tuple[Book, list[BookDiff]] | tuple[()]:
+    ) -> tuple[CoinBook, list[BookDiff]] | tuple[()]:
         """First diff of ``coin`` in this block: its book and diffs list (() if filtered)."""
         accepted = self._accepted.get(coin)
         if accepted is None:
@@ -280,13 +251,13 @@ class Books:
             return ()
         book = self._books.get(coin)
         if book is None:
-            book = self._books[coin] = Book(_intern(coin))
+            book = self._add_coin(coin)
         update = updates[coin] = CoinUpdate([], [])
         return book, update.diffs
 
     def _new(
         self,
-        book: Book,
+        book: CoinBook,
         diff: BookDiff,
         body: NewDiff,
         statuses: BlockStatuses,
@@ -337,135 +308,7 @@ class Books:
         result.changed.add(side.coin)
         touched.add(side.coin)
 
-    def _refresh_mid(self, coin: str) -> bool:
-        """Recompute ``coin``'s mid; True when it changed."""
-        book = self._books.get(coin)
-        bid = book.bids.best() if book else None
-        ask = book.asks.best() if book else None
-        mid = l2.format_mid(bid.px, ask.px) if bid and ask else None
-        if self._mids.get(coin) == mid:
-            return False
-        if mid is None:
-            del self._mids[coin]
-        else:
-            self._mids[coin] = mid
-        self._mids_version += 1
-        return True
-
-    def _refresh_top(self, coin: str) -> None:
-        """Note ``coin``'s top and mid after a change outside apply_block."""
-        book = self._books.get(coin)
-        self._tops[coin] = _top(book) if book is not None else _EMPTY_TOP
-        self._refresh_mid(coin)
-
-    # -- snapshots -----------------------------------------------------------
-    def load_orders(self, coin: str, side: str, entries: Iterable[tuple[str, Any]]) -> None:
-        """Append snapshot ``(user, StatusOrder)`` entries (best first, queue order).
-
-        May be called many times per coin/side with consecutive chunks, so a
-        loader can slice a big book. Raises ValueError naming the coin and oid
-        on a bad entry (entries before it stay loaded).
-        """
-        if not self.accepts(coin):
-            return
-        book = self._books.get(coin)
-        if book is None:
-            book = self._books[coin] = Book(_intern(coin))
-        book_side = book.side(side)
-        orders = self._orders
-        try:
-            for user, source in entries:
-                oid = source.oid
-                if oid in orders:
-                    raise ValueError("duplicate oid")
-                if source.coin != coin or source.side != side:
-                    raise ValueError(f"order of {source.coin!r} side {source.side!r}")
-                order = Order(
-                    oid,
-                    _intern(user),
-                    _parse(source.sz),
-                    source.timestamp,
-                    encode_cloid(source.cloid),
-                    meta_of(source),
-                )
-                book_side.level_for(_parse(source.limitPx)).append(order)
-                orders[oid] = order
-        except ValueError as exc:
-            raise ValueError(f"snapshot {coin} side {side} oid {source.oid}: {exc}") from exc
-        finally:
-            self._views.pop(coin, None)
-            self._refresh_top(coin)
-
-    def set_height(self, height: int, time_ms: int | None) -> None:
-        """Declare the height (and time) the loaded state is at."""
-        self.height, self.time_ms = height, time_ms
-
-    def replace_all(self, other: Books) -> set[str]:
-        """Take over ``other``'s whole state; return every coin of old or new.
-
-        ``other`` must be discarded afterwards (its orders now belong to us).
-        Unpaired fills waiting for their partner are kept.
-        """
-        coins = set(self._books) | set(other._books)
-        self._discarded.extend(self._books.values())
-        self._books, self._orders = other._books, other._orders
-        self.height, self.time_ms = other.height, other.time_ms
-        self._mids = dict(other._mids)
-        self._tops = dict(other._tops)
-        self._mids_version += 1
-        self._views.clear()
-        other._books, other._orders, other._mids, other._tops = {}, {}, {}, {}
-        return coins
-
-    def take_discarded(self) -> list[Book]:
-        """The coin books replaced or adopted away since the last call.
-
-        Nothing refers to them any more: pass them to
-        :func:`orderbook.book.book.dismantle` so they are freed without a
-        full garbage collection.
-        """
-        discarded, self._discarded = self._discarded, []
-        return discarded
-
-    def abandon(self) -> list[Book]:
-        """Empty this Books (a staging copy done with); its coin books, to dismantle."""
-        books = list(self._books.values()) + self.take_discarded()
-        self._books, self._orders, self._views = {}, {}, {}
-        return books
-
-    def compare_coin(self, other: Books, coin: str) -> list[str]:
-        """Differences between our and ``other``'s book of ``coin`` (empty: equal).
-
-        Every order of every level is compared (queue order, size, user and
-        all metadata); each difference is a readable line naming the oid.
-        """
-        return compare_books(self._books.get(coin), other._books.get(coin), coin)
-
-    def adopt_coin(self, other: Books, coin: str) -> None:
-        """Replace our book of ``coin`` with ``other``'s (taken out of ``other``)."""
-        ours = self._books.pop(coin, None)
-        if ours is not None:
-            for order in _orders_of(ours):
-                self._orders.pop(order.oid, None)
-            self._discarded.append(ours)
-        theirs = other._books.pop(coin, None)
-        if theirs is None:
-            theirs = Book(_intern(coin))
-        for order in _orders_of(theirs):
-            other._orders.pop(order.oid, None)
-            clash = self._orders.get(order.oid)
-            if clash is not None:  # that oid rested in another of our coins: drop it
-                clash_side = clash.level.side  # type: ignore[union-attr]
-                clash_side.remove(clash)
-                self._views.pop(clash_side.coin, None)
-                self._refresh_top(clash_side.coin)
-            self._orders[order.oid] = order
-        self._books[coin] = theirs
-        other._refresh_top(coin)
-        self._views.pop(coin, None)
-        self._refresh_top(coin)
-
-    # -- views -------------------------------------------------------------
+    # -- queries -----------------------------------------------------------
     def coins(self) -> list[str]:
         """Every coin with a book (possibly empty), sorted."""
         return sorted(self._books)
@@ -481,91 +324,6 @@ class Books:
         """Fills waiting for the other side of their trade."""
         return self._pairer.pending_count()
 
-    def book(self, coin: str) -> Book:
+    def book(self, coin: str) -> CoinBook:
         """The book of ``coin`` (KeyError when unknown)."""
         return self._books[coin]
-
-    def _view(
-        self,
-        coin: str,
-        key: tuple[Any, ...],
-        build: Callable[[Book], Any],
-        wrap: Callable[[Any], dict[str, Any]],
-    ) -> dict[str, Any]:
-        book = self._books[coin]
-        per_coin = self._views.setdefault(coin, {})
-        entry = per_coin.get(key)
-        if entry is not None and entry[0] == self.height:
-            return entry[2]
-        inner = entry[1] if entry is not None else build(book)
-        outer = wrap(inner)
-        per_coin[key] = (self.height, inner, outer)
-        return outer
-
-    def l2_view(
-        self,
-        coin: str,
-        n_sig_figs: int | None = None,
-        mantissa: int | None = None,
-        n_levels: int = 20,
-    ) -> dict[str, Any]:
-        """The l2Book ``data`` object (ValueError on bad params, KeyError on unknown coin)."""
-        l2.check_params(n_sig_figs, mantissa, n_levels)
-        if mantissa == 1:
-            mantissa = None
-        return self._view(
-            coin,
-            ("l2", n_sig_figs, mantissa, n_levels),
-            lambda book: [
-                l2.side_levels(book.bids, n_sig_figs, mantissa, n_levels),
-                l2.side_levels(book.asks, n_sig_figs, mantissa, n_levels),
-            ],
-            lambda levels: {
-                "coin": coin,
-                "time": self.time_ms,
-                "height": self.height,
-                "levels": levels,
-            },
-        )
-
-    def bbo_view(self, coin: str) -> dict[str, Any]:
-        """The bbo ``data`` object: best bid and ask levels (None when a side is empty)."""
-        return self._view(
-            coin,
-            ("bbo",),
-            lambda book: [l2.bbo_level(book.bids.best()), l2.bbo_level(book.asks.best())],
-            lambda bbo: {"coin": coin, "time": self.time_ms, "height": self.height, "bbo": bbo},
-        )
-
-    def all_mids(self, dex: str | None = None) -> dict[str, str]:
-        """{coin: mid} for coins with both sides; ``dex`` "xyz" keeps only "xyz:…" coins."""
-        cached = self._mids_views.get(dex)
-        if cached is not None and cached[0] == self._mids_version:
-            return cached[1]
-        if dex is None:
-            mids = dict(self._mids)
-        else:
-            prefix = dex + ":"
-            mids = {coin: mid for coin, mid in self._mids.items() if coin.startswith(prefix)}
-        self._mids_views[dex] = (self._mids_version, mids)
-        return mids
-
-    def l4_snapshot(self, coin: str) -> dict[str, Any]:
-        """The l4Book Snapshot object: every order in queue order, at our height."""
-        return self._view(
-            coin,
-            ("l4",),
-            lambda book: book.l4_levels(),
-            lambda levels: {
-                "coin": coin,
-                "time": self.time_ms,
-                "height": self.height,
-                "levels": levels,
-            },
-        )
-
-
-def _orders_of(book: Book) -> Iterator[Order]:
-    for side in (book.bids, book.asks):
-        for level in side.levels.values():
-            yield from level.orders.values()

@@ -24,9 +24,9 @@ from orderbook.book.order import (
     StatusMeta,
     decode_status_meta,
     intern_meta,
-    iso_to_ms,
     triggered_meta,
 )
+from orderbook.book.times import iso_to_ms
 
 _canonical_cloid = CANONICAL_CLOID.fullmatch
 

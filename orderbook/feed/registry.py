@@ -166,6 +166,8 @@ class Registry:
             )
         if sub.channel in COIN_CHANNELS and not self.known_coin(sub.coin):
             raise SubscriptionError(f"Invalid subscription: unknown coin {sub.coin!r}")
+        if sub.dex is not None and not self.known_dex(sub.dex):
+            raise SubscriptionError(_unknown_dex(sub.dex))
         subs.add(sub)
         by_envelope = self._subscribers.setdefault(sub, {})
         by_envelope.setdefault(client.envelope, set()).add(client)
@@ -202,6 +204,10 @@ class Registry:
             return True
         self._coins = set(self.books.coins())
         return coin in self._coins
+
+    def known_dex(self, dex: str) -> bool:
+        """True for a dex of the book's coins, or for any dex while the book is not ready."""
+        return self.books.height is None or self.books.knows_dex(dex)
 
     # -- current views ---------------------------------------------------------
     def send_current(self, client: Client, sub: Subscription) -> None:
@@ -295,6 +301,9 @@ class Registry:
         if sub.coin is not None and sub.coin not in self._coins:
             self._reject(sub, f"Invalid subscription: unknown coin {sub.coin!r}")
             return
+        if sub.dex is not None and not self.known_dex(sub.dex):
+            self._reject(sub, _unknown_dex(sub.dex))
+            return
         if sub.channel in ("trades", "status"):
             return
         touched = bool(coins) if sub.coin is None else sub.coin in coins
@@ -342,6 +351,10 @@ def _content(sub: Subscription, view: dict[str, Any]) -> Any:
     if sub.channel == "bbo":
         return view["bbo"]
     return view.get("mids", view)
+
+
+def _unknown_dex(dex: str) -> str:
+    return f"Invalid subscription: unknown dex {dex if len(dex) <= 40 else dex[:40] + '...'!r}"
 
 
 def _describe(sub: Subscription) -> str:

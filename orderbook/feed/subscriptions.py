@@ -74,7 +74,7 @@ def parse_subscription(request: Any) -> Subscription:
     if channel == "l2Book":
         return parse_l2(request)
     if channel == "allMids":
-        return Subscription("allMids", dex=_dex(request.get("dex")))
+        return Subscription("allMids", dex=parse_dex(request.get("dex")))
     if channel == "status":
         return Subscription("status")
     return Subscription(channel, coin=_coin(request))
@@ -113,7 +113,8 @@ def _coin(request: dict[str, Any]) -> str:
     return coin
 
 
-def _dex(value: Any) -> str | None:
+def parse_dex(value: Any) -> str | None:
+    """The allMids ``dex``: None for the main dex (absent or ""), else the string."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from orderbook.book.events import BookDiff, Fill, OrderStatus, decode_order
-from orderbook.book.order import iso_to_ms
+from orderbook.book.times import iso_to_ms
 
 STATUSES = "statuses"
 DIFFS = "diffs"

@@ -29,15 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from twisted.internet import task
+from twisted.internet import error, task
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
-from orderbook.book.book import dismantle
 from orderbook.book.books import Books
+from orderbook.book.coin_book import dismantle
 from orderbook.book.events import StatusOrder
 
 DEFAULT_SLICE_BYTES = 128 * 1024
@@ -89,10 +89,17 @@ async def request_snapshot(reactor, info_url: str, out_path: Path, timeout_s: fl
     except SnapshotError:
         raise
     except Exception as exc:
-        raise SnapshotError(f"{info_url} request failed: {exc}") from None
+        raise SnapshotError(f"{info_url} request failed: {exc}{_hint(exc)}") from None
     if response.code != 200:
         excerpt = body[:200].decode(errors="replace")
         raise SnapshotError(f"{info_url} answered {response.code}: {excerpt}")
+
+
+def _hint(exc: Exception) -> str:
+    """What a refused connection most likely means, for the log line."""
+    if isinstance(exc, (error.ConnectionRefusedError, ConnectionRefusedError)):
+        return " (is the node running with --serve-info, and does [node] info_url point at it?)"
+    return ""
 
 
 def remove_old(path: Path) -> None:

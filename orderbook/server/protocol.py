@@ -31,6 +31,7 @@ from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from orderbook.book.views import UnknownDex
 from orderbook.config import WebSocketSettings
 from orderbook.feed import messages
 from orderbook.feed.frames import Outbox, OutgoingMessage
@@ -38,6 +39,7 @@ from orderbook.feed.registry import CHANNEL_ENVELOPE, Registry
 from orderbook.feed.subscriptions import (
     Subscription,
     SubscriptionError,
+    parse_dex,
     parse_l2,
     parse_subscription,
 )
@@ -244,7 +246,10 @@ class FeedProtocol(OutboxProtocol):
                 raise SubscriptionError(f"Invalid subscription: unknown coin {sub.coin!r}")
             return {"type": "l2Book", "data": msgspec.Raw(registry.current_data(sub))}
         if kind == "allMids":
-            mids = registry.books.all_mids(query.get("dex") or None)
+            try:
+                mids = registry.books.all_mids(parse_dex(query.get("dex")))
+            except UnknownDex as exc:
+                raise SubscriptionError(f"Invalid post: {exc}") from None
             return {"type": "allMids", "data": mids}
         raise SubscriptionError(f"Invalid post: unsupported info type {kind!r} (l2Book, allMids)")
 

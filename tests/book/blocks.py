@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 
+from orderbook.book.books import Books
 from orderbook.book.events import (
     Block,
     BookDiff,
@@ -133,4 +134,27 @@ def block(
         diffs=diffs or [],
         fills=fills or [],
         fills_ok=fills_ok,
+    )
+
+
+def oids(books: Books, coin: str = "BTC", side: int = 0) -> list[int]:
+    """The oids resting on one side of ``coin`` (0 bids, 1 asks), in L4 order."""
+    return [o["oid"] for o in books.l4_snapshot(coin)["levels"][side]]
+
+
+def l4_order(books: Books, oid: int, coin: str = "BTC") -> dict:
+    """The l4Book order object of resting ``oid``."""
+    for side in books.l4_snapshot(coin)["levels"]:
+        for entry in side:
+            if entry["oid"] == oid:
+                return entry
+    raise AssertionError(f"oid {oid} not resting")
+
+
+def load(books: Books, coin: str, side: str, specs: list[tuple[int, str]], **fields) -> None:
+    """Load ALICE's snapshot orders ``(oid, px)`` onto one side of ``coin``."""
+    books.load_orders(
+        coin,
+        side,
+        [(ALICE, snapshot_order(oid, coin=coin, side=side, px=px, **fields)) for oid, px in specs],
     )

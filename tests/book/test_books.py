@@ -1,42 +1,29 @@
-"""Books: applying blocks, errors, trades, views and their caching, snapshots."""
+"""Books: applying blocks, errors, trades and the block result's change sets."""
 
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 
 import msgspec
-import pytest
 
 from orderbook import fixed
-from orderbook.book.books import BlockResult, BookError, Books, CoinUpdate, freeze_after_load
+from orderbook.book.books import BlockResult, BookError, Books, CoinUpdate
 from orderbook.book.events import Block, BookDiff, Fill, OrderStatus
-from orderbook.book.order import iso_to_ms
+from orderbook.book.times import iso_to_ms
 from tests.book.blocks import (
     ALICE,
     BLOCK_MS,
     BOB,
     block,
     fill,
+    l4_order,
     new,
+    oids,
     remove,
     snapshot_order,
     status,
     update,
 )
-
-
-def oids(books: Books, coin: str = "BTC", side: int = 0) -> list[int]:
-    return [o["oid"] for o in books.l4_snapshot(coin)["levels"][side]]
-
-
-def l4_order(books: Books, oid: int, coin: str = "BTC") -> dict:
-    for side in books.l4_snapshot(coin)["levels"]:
-        for entry in side:
-            if entry["oid"] == oid:
-                return entry
-    raise AssertionError(f"oid {oid} not resting")
-
 
 # -- applying diffs --------------------------------------------------------
 
@@ -265,25 +252,6 @@ def test_bbo_and_mids_changed():
     assert books.bbo_view("BTC")["bbo"] == [{"px": "100.0", "sz": "2.0", "n": 2}, None]
 
 
-def test_all_mids_dex_filter_and_exact_half():
-    """all_mids(dex) keeps that dex's coins; an odd sum keeps its exact 9th decimal."""
-    books = Books()
-    books.apply_block(
-        block(
-            1,
-            diffs=[
-                new(1, "0.00000001", coin="@9"),
-                new(2, "0.00000002", side="A", coin="@9"),
-                new(3, "250.0", coin="xyz:TSLA"),
-                new(4, "251.5", side="A", coin="xyz:TSLA"),
-            ],
-        )
-    )
-    assert books.all_mids() == {"@9": "0.000000015", "xyz:TSLA": "250.75"}
-    assert books.all_mids("xyz") == {"xyz:TSLA": "250.75"}
-    assert books.all_mids("abc") == {}
-
-
 def test_trades_paired_by_tid_not_position():
     """Fills pair by tid even when interleaved; side is the crossed fill's side."""
     books = Books()
@@ -319,160 +287,6 @@ def test_bad_fills_line_emits_no_trades():
     fills = [fill(ALICE, 1, "B", True), fill(BOB, 1, "A", False)]
     assert books.apply_block(block(1, fills=fills, fills_ok=False)).trades == {}
     assert books.pending_fills() == 0
-
-
-# -- views -------------------------------------------------------------------
-
-
-def test_views_cached_per_block_and_rebuilt_after_change():
-    """Same object twice in a block; a new one after the coin changed."""
-    books = Books()
-    books.apply_block(block(1, diffs=[new(1), new(2, "101.0", side="A"), new(3, coin="ETH")]))
-    view = books.l2_view("BTC", 3)
-    assert books.l2_view("BTC", 3) is view
-    assert books.bbo_view("BTC") is books.bbo_view("BTC")
-    assert books.l4_snapshot("BTC") is books.l4_snapshot("BTC")
-    assert books.all_mids() is books.all_mids()
-    assert books.l2_view("BTC", 3, n_levels=5) is not view
-    books.apply_block(block(2, diffs=[new(4, "99.0")]))
-    changed = books.l2_view("BTC", 3)
-    assert changed is not view
-    assert changed["levels"][0][-1] == {"px": "99.0", "sz": "1.0", "n": 1}
-    assert changed["height"] == 2
-
-
-def test_unchanged_coin_view_reports_current_height():
-    """A coin the block did not touch keeps its levels but shows the new height/time."""
-    books = Books()
-    books.apply_block(block(1, diffs=[new(1)]))
-    before = books.l4_snapshot("BTC")
-    books.apply_block(block(2, diffs=[new(2, coin="ETH")], time_ms=BLOCK_MS + 70))
-    after = books.l4_snapshot("BTC")
-    assert (after["height"], after["time"]) == (2, BLOCK_MS + 70)
-    assert after["levels"] is before["levels"]
-
-
-def test_views_of_unknown_coin_raise_key_error():
-    """Unknown coins raise KeyError; bad parameters raise ValueError."""
-    books = Books()
-    with pytest.raises(KeyError):
-        books.l2_view("NOPE")
-    with pytest.raises(KeyError):
-        books.bbo_view("NOPE")
-    with pytest.raises(KeyError):
-        books.l4_snapshot("NOPE")
-    books.apply_block(block(1, diffs=[new(1)]))
-    for params in [(1, None, 20), (5, 3, 20), (4, 2, 20), (None, None, 0), (None, None, 101)]:
-        with pytest.raises(ValueError):
-            books.l2_view("BTC", *params)
-
-
-def test_l4_snapshot_queue_order():
-    """Bids best (highest) first, asks best (lowest) first, oldest first within a level."""
-    books = Books()
-    books.apply_block(
-        block(
-            1,
-            diffs=[
-                new(1, "99.0"),
-                new(2, "100.0"),
-                new(3, "99.0"),
-                new(4, "102.0", side="A"),
-                new(5, "101.0", side="A"),
-                new(6, "102.0", side="A"),
-            ],
-        )
-    )
-    snap = books.l4_snapshot("BTC")
-    assert (snap["coin"], snap["height"], snap["time"]) == ("BTC", 1, BLOCK_MS)
-    assert oids(books, side=0) == [2, 1, 3]
-    assert oids(books, side=1) == [5, 4, 6]
-    assert books.coins() == ["BTC"] and books.coin_count() == 1
-
-
-# -- snapshots ---------------------------------------------------------------
-
-
-def load(books: Books, coin: str, side: str, specs: list[tuple[int, str]], **fields) -> None:
-    books.load_orders(
-        coin,
-        side,
-        [(ALICE, snapshot_order(oid, coin=coin, side=side, px=px, **fields)) for oid, px in specs],
-    )
-
-
-def test_load_orders_in_chunks_then_apply_blocks():
-    """Chunks append in queue order; blocks then apply on top of the declared height."""
-    books = Books()
-    load(books, "BTC", "B", [(1, "100.0"), (2, "100.0")])
-    load(books, "BTC", "B", [(3, "100.0"), (4, "99.0")])
-    load(books, "BTC", "A", [(5, "101.0")], cloid="0xABC")
-    books.set_height(10, BLOCK_MS)
-    assert oids(books) == [1, 2, 3, 4]
-    assert l4_order(books, 5)["cloid"] == "0xABC"
-    assert books.l4_snapshot("BTC")["height"] == 10
-    books.apply_block(block(11, diffs=[remove(2)]))
-    assert oids(books) == [1, 3, 4]
-
-
-def test_load_orders_rejects_bad_entries():
-    """A duplicate oid or a bad price raises ValueError naming coin and oid."""
-    books = Books()
-    load(books, "BTC", "B", [(1, "100.0")])
-    with pytest.raises(ValueError, match="BTC side B oid 1"):
-        load(books, "BTC", "B", [(1, "100.0")])
-    with pytest.raises(ValueError, match="oid 2"):
-        load(books, "BTC", "B", [(2, "abc")])
-
-
-def test_compare_coin_finds_swapped_queue_order_deep_in_level():
-    """compare_coin checks every order: a swap at position 3000 of a level is found."""
-    ours, theirs = Books(), Books()
-    specs = [(oid, "100.0") for oid in range(1, 5001)]
-    swapped = specs[:3000] + [specs[3001], specs[3000]] + specs[3002:]
-    load(ours, "BTC", "B", specs)
-    load(theirs, "BTC", "B", swapped)
-    differences = ours.compare_coin(theirs, "BTC")
-    assert len(differences) == 1
-    assert "position 3000" in differences[0] and "3001" in differences[0]
-    assert "3002" in differences[0]
-
-
-def test_compare_coin_reports_fields_and_missing_orders():
-    """Field differences and orders/levels present on one side only name their oid."""
-    ours, theirs = Books(), Books()
-    load(ours, "BTC", "B", [(1, "100.0"), (2, "100.0"), (3, "99.0")])
-    load(theirs, "BTC", "B", [(1, "100.0")], tif="Alo")
-    load(theirs, "BTC", "B", [(4, "98.0")])
-    differences = ours.compare_coin(theirs, "BTC")
-    assert any("oid 1 tif" in d for d in differences)
-    assert any("oid 2 only in ours" in d for d in differences)
-    assert any("99.0 only in ours: oids 3" in d for d in differences)
-    assert any("98.0 only in theirs: oids 4" in d for d in differences)
-    assert ours.compare_coin(ours, "BTC") == []
-    assert ours.compare_coin(theirs, "ETH") == []
-
-
-def test_adopt_coin_and_replace_all():
-    """adopt_coin swaps in one coin's book; replace_all takes everything."""
-    ours, theirs = Books(), Books()
-    load(ours, "BTC", "B", [(1, "100.0")])
-    load(ours, "ETH", "B", [(2, "10.0")])
-    load(theirs, "BTC", "B", [(3, "100.0")])
-    load(theirs, "BTC", "A", [(4, "101.0")])
-    ours.adopt_coin(theirs, "BTC")
-    assert ours.compare_coin(Books(), "ETH") != []
-    assert oids(ours) == [3] and ours.order_count() == 2 + 1
-    assert ours.all_mids() == {"BTC": "100.5"}
-    result = ours.apply_block(block(5, diffs=[remove(3), remove(1)]))
-    assert [e.oid for e in result.errors] == [1]
-
-    fresh = Books()
-    load(fresh, "SOL", "A", [(9, "150.0")])
-    fresh.set_height(40, BLOCK_MS)
-    assert ours.replace_all(fresh) == {"BTC", "ETH", "SOL"}
-    assert ours.coins() == ["SOL"] and ours.height == 40 and ours.order_count() == 1
-    assert ours.all_mids() == {}
 
 
 # -- the real mainnet fixture -----------------------------------------------
@@ -535,17 +349,6 @@ def test_mainnet_fixture_applies(mainnet_data: Path):
     assert books.order_count() == sum(len(side) for side in books.l4_snapshot("BTC")["levels"])
 
 
-def test_freeze_after_load_freezes_the_heap():
-    """freeze_after_load moves live objects to the permanent generation."""
-    books = Books()
-    load(books, "BTC", "B", [(oid, "100.0") for oid in range(1, 100)])
-    try:
-        freeze_after_load()
-        assert gc.get_freeze_count() > 0
-    finally:
-        gc.unfreeze()
-
-
 # -- hot-path bookkeeping -----------------------------------------------------
 
 
@@ -560,20 +363,6 @@ def test_bbo_changed_only_when_top_differs_after_the_block():
     top = books.apply_block(block(4, diffs=[update(1, "1.0", "0.5")]))
     assert top.bbo_changed == {"BTC"} and not top.mids_changed
     assert books.bbo_view("BTC")["bbo"][0] == {"px": "100.0", "sz": "0.5", "n": 1}
-
-
-def test_bbo_tracking_follows_snapshot_loads_and_adoption():
-    """After load_orders/adopt_coin the next block compares against the loaded top."""
-    books = Books()
-    load(books, "BTC", "B", [(1, "100.0")])
-    deeper = books.apply_block(block(1, diffs=[new(2, "99.0")]))
-    assert deeper.bbo_changed == set()
-    other = Books()
-    load(other, "BTC", "B", [(5, "105.0")])
-    books.adopt_coin(other, "BTC")
-    same_top = books.apply_block(block(2, diffs=[new(6, "104.0")]))
-    assert same_top.bbo_changed == set()
-    assert books.apply_block(block(3, diffs=[remove(5, "105.0")])).bbo_changed == {"BTC"}
 
 
 def test_new_replacing_an_oid_of_another_coin_marks_both():
@@ -637,53 +426,3 @@ def test_coin_updates_do_not_share_lists():
     first, second = CoinUpdate(), CoinUpdate()
     first.diffs.append(remove(1))
     assert second.diffs == [] and second.statuses == []
-
-
-def _big_books(orders: int, first_oid: int) -> Books:
-    books = Books()
-    for coin in ("BTC", "ETH"):
-        specs = [(first_oid + i, f"{100 + i % 50}.0") for i in range(orders)]
-        first_oid += orders
-        specs.sort(key=lambda spec: -float(spec[1]))  # best first, as in a snapshot
-        load(books, coin, "B", specs)
-    return books
-
-
-def test_discarded_books_are_freed_without_the_garbage_collector():
-    """replace_all hands back the old books; dismantle cuts their cycles so reference
-    counting frees them with the collector off (frozen objects included)."""
-    import tracemalloc
-
-    from orderbook.book.book import dismantle
-
-    gc.collect()
-    gc.disable()
-    try:
-        tracemalloc.start()
-        live = _big_books(20_000, 1)
-        gc.freeze()  # as the server does: the collector could never free these
-        loaded = tracemalloc.get_traced_memory()[0]
-        live.replace_all(_big_books(10, 10_000_000))
-        discarded = live.take_discarded()
-        assert [book.coin for book in discarded] == ["BTC", "ETH"]
-        assert live.take_discarded() == []
-        steps = sum(1 for _ in dismantle(discarded, budget=5_000))
-        assert steps >= 7  # spread over many reactor turns
-        del discarded
-        freed = loaded - tracemalloc.get_traced_memory()[0]
-        tracemalloc.stop()
-        assert freed > 0.9 * loaded  # without dismantle: nothing freed (cycles)
-    finally:
-        gc.unfreeze()
-        gc.enable()
-
-
-def test_adopt_coin_and_abandon_hand_books_to_dismantle():
-    """adopt_coin discards our old book of the coin; abandon empties a staging copy."""
-    live, staging = _big_books(5, 1), _big_books(5, 100)
-    old_btc = live.book("BTC")
-    live.adopt_coin(staging, "BTC")
-    assert live.take_discarded() == [old_btc]
-    rest = staging.abandon()
-    assert [book.coin for book in rest] == ["ETH"]
-    assert staging.coins() == [] and staging.order_count() == 0

@@ -1,4 +1,4 @@
-"""Order helpers: cloid packing, metadata interning, ISO times."""
+"""Order helpers: cloid packing, metadata interning."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from orderbook.book.order import (
     decode_cloid,
     encode_cloid,
     intern_meta,
-    iso_to_ms,
 )
 
 
@@ -40,12 +39,3 @@ def test_meta_interned():
     meta = ("N/A", False, "0.0", False, False, "Limit", "".join(["A", "lo"]))
     assert intern_meta(meta) is intern_meta(tuple(meta))
     assert intern_meta(("N/A", False, "0.0", False, False, "Limit", None)) is DEFAULT_META
-
-
-def test_iso_to_ms():
-    """Naive UTC ISO times with 0-9 fractional digits become epoch ms (truncated)."""
-    assert iso_to_ms("2026-04-30T20:46:43.304461819") == 1777582003304
-    assert iso_to_ms("2026-04-30T20:46:43.3") == 1777582003300
-    assert iso_to_ms("2026-04-30T20:46:43") == 1777582003000
-    with pytest.raises(ValueError, match="20:46"):
-        iso_to_ms("20:46")

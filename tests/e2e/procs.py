@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,18 +65,21 @@ class Proc:
     forked (crossbar's router workers), even when the leader must be killed.
     """
 
-    def __init__(self, args: list[str], log_path: Path, cwd: Path | None = None) -> None:
+    def __init__(
+        self, args: list[str], log_path: Path, cwd: Path | None = None, **popen: Any
+    ) -> None:
         self.args = args
         self.log_path = log_path
         self._log = log_path.open("wb")
+        popen.setdefault("env", child_env())
         self.popen = subprocess.Popen(
             args,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=cwd,
-            env=child_env(),
             start_new_session=True,
+            **popen,
         )
 
     def output(self) -> str:

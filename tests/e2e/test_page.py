@@ -51,6 +51,7 @@ READ_PAGE = """(() => {
           bannerText: banner.textContent,
           state: document.querySelector('[data-test=status]').dataset.state,
           statusHeight: document.querySelector('[data-test=status-height]').textContent,
+          statusLag: document.querySelector('[data-test=status-lag]').textContent,
           errors: [...document.querySelectorAll('[data-test=error]')].map((e) => e.textContent),
           trades: [...document.querySelectorAll('[data-test=trade-row]')]
             .map((r) => ({side: r.dataset.side, cls: r.className.split(' ')[0],
@@ -132,6 +133,7 @@ class StandIn:
         self.subs: dict[int, list[dict[str, Any]]] = {}
         self.height = 1000
         self.bump = 0
+        self.block_time = 1778002755115
         self.status = {"state": "ready", "height": 1000, "block_time": 1778002755115, "lag_ms": 120}
 
     def request(self, conn: StandInProtocol, req: dict[str, Any]) -> None:
@@ -161,7 +163,12 @@ class StandIn:
         if kind == "trades":
             return {"channel": "trades", "data": [t for t in TRADES if t["coin"] == sub["coin"]]}
         levels = canned_levels(sub["coin"], sub.get("nSigFigs"), sub.get("mantissa"), self.bump)
-        data = {"coin": sub["coin"], "time": 1778002755115, "height": self.height, "levels": levels}
+        data = {
+            "coin": sub["coin"],
+            "time": self.block_time,
+            "height": self.height,
+            "levels": levels,
+        }
         return {"channel": "l2Book", "data": data}
 
     def send(self, conn: StandInProtocol, message: dict[str, Any]) -> None:
@@ -179,6 +186,13 @@ class StandIn:
         self.status = {**self.status, "height": self.height}
         self.publish("l2Book")
         self.publish("status")
+
+    def quiet_block(self) -> None:
+        """A block as the real server sends it: l2Book only (status is sent on state changes)."""
+        self.height += 1
+        self.bump += 1
+        self.block_time += 1000
+        self.publish("l2Book")
 
     def set_state(self, state: str) -> None:
         self.status = {**self.status, "state": state}
@@ -320,6 +334,40 @@ def test_new_blocks_and_feed_states(reactor, standin, browser):
             assert state in page["bannerText"].lower() or "resynchronising" in page["bannerText"]
         blockingCallFromThread(reactor, standin.set_state, "ready")
         browser.wait_for(READ_PAGE, 10, "no banner", lambda p: p["banner"] == "")
+        assert browser.js_errors() == []
+
+    yield in_thread(reactor, scenario)
+
+
+@pytest_twisted.inlineCallbacks
+def test_header_height_and_lag_follow_the_live_block(reactor, standin, browser):
+    """Height and Lag in the header follow each block's l2Book message, not the status
+    document of the last state change (issue 12 §5: the header said 985148182 while the
+    book was at 985148232). Lag is on the server's clock: the status document says the
+    server is 60 s behind block 1000, so block 1001 (1 s later) arrives ~59 s late, even
+    though this browser's clock is months away from the canned block times."""
+    standin.status = {**standin.status, "lag_ms": 60_000}
+
+    def scenario():
+        open_page(browser, standin.url)
+        page = browser.wait_for(READ_PAGE, 10, "the ladder", lambda p: p["height"] == "1000")
+        assert (page["statusHeight"], page["statusLag"]) == ("1000", "60.0 s")
+        for height in ("1001", "1002"):
+            blockingCallFromThread(reactor, standin.quiet_block)
+            page = browser.wait_for(READ_PAGE, 10, height, lambda p, h=height: p["height"] == h)
+            assert page["statusHeight"] == height
+        assert page["statusLag"].startswith("58.")  # block 1002: 2 s after block 1000
+        assert (
+            browser.evaluate("document.querySelector('[data-test=status]').dataset.height")
+            == "1002"
+        )
+        blockingCallFromThread(reactor, standin.set_state, "stale")  # a state change at 1000
+        page = browser.wait_for(READ_PAGE, 10, "stale", lambda p: p["state"] == "stale")
+        assert page["statusHeight"] == "1002"  # an older height never takes the header back
+        standin.status = {**standin.status, "state": "resyncing", "height": None}
+        blockingCallFromThread(reactor, standin.publish, "status")
+        page = browser.wait_for(READ_PAGE, 10, "resyncing", lambda p: p["state"] == "resyncing")
+        assert (page["statusHeight"], page["statusLag"]) == ("–", "–")
         assert browser.js_errors() == []
 
     yield in_thread(reactor, scenario)
@@ -534,6 +582,12 @@ def test_page_matches_the_demo_server(demo: str, tmp_path: Path):
             browser.navigate(f"https://{demo}/")
             page = browser.wait_for(READ_PAGE, 60, "BTC as on the server", server.matches)
             assert page["coin"] == "BTC" and page["banner"] == ""
+            # The header follows the live block, not the last state change's height.
+            first = int(page["statusHeight"])
+            assert first >= int(page["height"])
+            browser.wait_for(
+                READ_PAGE, 30, "the header's height moves", lambda p: int(p["statusHeight"]) > first
+            )
             server.watch("ETH", 4)
             choose(browser, "coin-select", "ETH")
             choose(browser, "agg-select", "4")

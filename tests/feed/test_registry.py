@@ -106,3 +106,23 @@ def test_paused_client_keeps_latest_snapshot_only(registry):
     client.outbox.resumeProducing()
     assert client.transport.value().count(b'"channel":"l2Book"') == 1
     assert b'"height":103' in client.transport.value()
+
+
+def test_all_mids_dex_must_be_one_the_book_knows():
+    """A ready book refuses an unknown dex at subscribe; before it is ready the
+    subscription waits and is refused when the book arrives without that dex."""
+    ready = Registry(small_books(), WebSocketSettings(), Metrics())
+    client = FakeClient(None)
+    ready.subscribe(client, Subscription("allMids", dex=None))
+    with pytest.raises(SubscriptionError, match="unknown dex 'xyz'"):
+        ready.subscribe(client, Subscription("allMids", dex="xyz"))
+    with pytest.raises(SubscriptionError, match=r"unknown dex 'jjjj.*\.\.\.'$"):
+        ready.subscribe(client, Subscription("allMids", dex="j" * 1000))
+    assert ready.subscription_count() == 1
+
+    waiting = Registry(small_books(height=None), WebSocketSettings(), Metrics())
+    waiting.subscribe(client, Subscription("allMids", dex="xyz"))
+    waiting.books.set_height(100, 1_700_000_000_000)
+    waiting.books_reset(set(waiting.books.coins()))
+    assert client.failed == ["Invalid subscription: unknown dex 'xyz'"]
+    assert waiting.subscription_count() == 0

@@ -275,3 +275,27 @@ async def test_compression_window_bits_9_and_uncompressed(harness_factory):
     for client in clients:
         snapshot = await client.channel("l4Book")
         assert len(snapshot["data"]["Snapshot"]["levels"][0]) == 300
+
+
+@pytest_twisted.ensureDeferred
+async def test_all_mids_dex_errors_are_replies(harness_factory):
+    """allMids with a dex the book does not know, or a non-string dex, gets an error
+    reply (post and subscribe) and the connection stays usable (issue 14)."""
+    harness = await harness_factory()
+    client = await harness.connect(compression=False)
+    for request_id, dex, text in [
+        (1, 5, "Invalid subscription: dex must be a string"),
+        (2, [1], "Invalid subscription: dex must be a string"),
+        (3, "zzz", "Invalid post: unknown dex 'zzz'"),
+    ]:
+        payload = {"type": "allMids", "dex": dex}
+        client.send(
+            {"method": "post", "id": request_id, "request": {"type": "info", "payload": payload}}
+        )
+        reply = (await client.channel("post"))["data"]
+        assert reply == {"id": request_id, "response": {"type": "error", "payload": text}}
+    client.send({"method": "subscribe", "subscription": {"type": "allMids", "dex": "zzz"}})
+    assert (await client.channel("error"))["data"] == "Invalid subscription: unknown dex 'zzz'"
+    assert harness.registry.subscription_count() == 0
+    client.send({"method": "ping"})
+    await client.channel("pong")

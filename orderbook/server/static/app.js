@@ -11,6 +11,13 @@
  *
  * Elements carry data-test attributes; the ladder carries data-height,
  * data-coin and data-agg of the l2Book message it shows.
+ *
+ * The header's Height and Lag follow the newest block the page has heard of
+ * (every l2Book message carries its height and block time; the status
+ * document only comes on a state change). Lag is the server's wall clock
+ * minus that block's time when it arrived: the server's clock is estimated
+ * from the status document (block_time + lag_ms), so a browser clock that
+ * is off does not show up as lag.
  */
 (function () {
   "use strict";
@@ -42,6 +49,8 @@
     book: null,          // {coin, height, time, bids, asks} of the l2Book message shown
     trades: [],          // newest first
     status: null,        // the last health document
+    live: null,          // {height, lagMs} of the newest block heard of (l2Book or status)
+    clockOffset: 0,      // browser clock minus the server's (ms), from the status document
     socket: "connecting",  // "connecting" | "open" | "closed"
     socketDetail: "",      // why it closed, for the banner
     retryAt: 0,          // when the next connection attempt starts (ms epoch)
@@ -151,6 +160,7 @@
 
   function onOpen(sock) {
     if (sock !== ws) return;
+    state.live = null;  // perhaps another server: forget its heights
     setSocket("open");
     l2Pending = null;
     pending = [];
@@ -268,6 +278,7 @@
   }
 
   function onBook(data) {
+    if (data) noteBlock(data.height, data.time);
     if (!data || data.coin !== state.coin || l2Pending) return;
     const levels = data.levels || [[], []];
     state.book = {
@@ -308,6 +319,22 @@
   function onStatus(doc) {
     if (!doc || typeof doc !== "object") return;
     state.status = doc;
+    if (doc.block_time != null && doc.lag_ms != null) {
+      state.clockOffset = Date.now() - (doc.block_time + doc.lag_ms);
+    }
+    if (doc.height == null) {
+      state.live = null;  // not synced: no height to show
+    } else if (!state.live || doc.height >= state.live.height) {
+      state.live = { height: doc.height, lagMs: doc.lag_ms };
+    }
+    renderStatus();
+  }
+
+  /** A message of block `height` (block time `time`, ms) arrived: the header follows it. */
+  function noteBlock(height, time) {
+    if (height == null || (state.live && height <= state.live.height)) return;
+    const lagMs = time != null ? Math.max(0, Date.now() - state.clockOffset - time) : null;
+    state.live = { height: height, lagMs: lagMs };
     renderStatus();
   }
 
@@ -511,13 +538,14 @@
     const doc = state.status || {};
     const feedState = state.socket === "open" ? (doc.state || "unknown") : "unknown";
     el.status.dataset.state = state.socket === "open" ? feedState : state.socket;
-    el.status.dataset.height = doc.height != null ? doc.height : "";
+    const live = state.live;
+    el.status.dataset.height = live ? live.height : "";
     el.stSocket.textContent = state.socket;
     el.stSocket.className = "s-" + state.socket;
     el.stState.textContent = doc.state || "–";
     el.stState.className = "s-" + (doc.state || "none");
-    el.stHeight.textContent = doc.height != null ? doc.height : "–";
-    el.stLag.textContent = doc.lag_ms != null ? formatLag(doc.lag_ms) : "–";
+    el.stHeight.textContent = live ? live.height : "–";
+    el.stLag.textContent = live && live.lagMs != null ? formatLag(live.lagMs) : "–";
     renderBanner(feedState);
   }
 

@@ -1,4 +1,4 @@
-"""One coin's L4 book: two sides, order placement, L4 snapshot, comparison."""
+"""One coin's L4 book: two sides, order placement, top of book, L4 snapshot, comparison."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ _FIELDS: tuple[tuple[str, Any], ...] = (
 )
 
 
-class Book:
+class CoinBook:
     """Bids and asks of one coin."""
 
     __slots__ = ("coin", "bids", "asks")
@@ -78,7 +78,33 @@ class Book:
         return result
 
 
-def compare_books(ours: Book | None, theirs: Book | None, coin: str) -> list[str]:
+EMPTY_TOP: tuple[Any, ...] = (None,) * 6
+
+
+def top_of(book: CoinBook) -> tuple[Any, ...]:
+    """(bid px, ask px, bid size, bid count, ask size, ask count), None for an
+    empty side: to tell whether a block changed the bbo, and the mid (px only)."""
+    bids, asks = book.bids, book.asks
+    bid = bids.levels[-bids.keys[0]] if bids.keys else None
+    ask = asks.levels[asks.keys[0]] if asks.keys else None
+    return (
+        bid and bid.px,
+        ask and ask.px,
+        bid and bid.size,
+        bid and len(bid.orders),
+        ask and ask.size,
+        ask and len(ask.orders),
+    )
+
+
+def orders_of(book: CoinBook) -> Iterator[Order]:
+    """Every resting order of ``book``, bids then asks, level by level."""
+    for side in (book.bids, book.asks):
+        for level in side.levels.values():
+            yield from level.orders.values()
+
+
+def compare_books(ours: CoinBook | None, theirs: CoinBook | None, coin: str) -> list[str]:
     """Readable differences between two books of ``coin`` (empty: equal).
 
     Checks every order of every level: the set of levels, queue order within
@@ -133,7 +159,7 @@ def _compare_levels(
                 diffs.append(f"{where}: oid {oid} {field}: ours {a!r}, theirs {b!r}")
 
 
-def dismantle(books: list[Book], budget: int = 20_000) -> Iterator[None]:
+def dismantle(books: list[CoinBook], budget: int = 20_000) -> Iterator[None]:
     """Break the order -> level -> side -> level cycles of books nobody uses any more.
 
     A book is a web of reference cycles; dropped whole (a resync replacing
