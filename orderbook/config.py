@@ -15,6 +15,7 @@ name their minimum and other keys their parser with :func:`key`.
 from __future__ import annotations
 
 import configparser
+import os
 from collections.abc import Callable
 from dataclasses import Field, dataclass, field, fields
 from importlib import resources
@@ -26,6 +27,7 @@ MODES = ("by_block", "streaming")
 MARKETS = ("perps", "spot", "hip3", "outcome")
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+BALANCES = ("reuseport", "shared")
 
 
 class ConfigError(Exception):
@@ -200,6 +202,8 @@ class ServerSettings:
     listen: tuple[str, ...] = key(("ssl:8000",), parse=_nonempty_lines)
     path: str = key("/ws", parse=_url_path)
     page: bool = True
+    workers: int = key(os.cpu_count() or 1, minimum=1)
+    balance: str = key("reuseport", choices=BALANCES)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,9 @@ class Metric:
     def _labels(self, values: LabelValues) -> str:
         if not values:
             return ""
-        pairs = ",".join(f'{k}="{escape_label(v)}"' for k, v in zip(self.labels, values, strict=True))
+        pairs = ",".join(
+            f'{k}="{escape_label(v)}"' for k, v in zip(self.labels, values, strict=True)
+        )
         return "{" + pairs + "}"
 
     def get(self, *labels: str) -> float:

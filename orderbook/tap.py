@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.internet import StreamServerEndpointService
@@ -26,8 +27,10 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from orderbook import config, logs, process, tls
-from orderbook.config import ConfigError, Settings
+from orderbook.config import ConfigError, NodeSettings, Settings
 from orderbook.gc_policy import GcPolicy
+from orderbook.workers import environment
+from orderbook.workers.link import WorkerLink
 
 if TYPE_CHECKING:
     from twisted.web.server import Site
@@ -101,19 +104,19 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     from orderbook.node.service import IngestService
 
     settings = options.settings
+    role = environment.role()
+    if role is None and settings.server.workers > 1:
+        return _parent(options, reactor)
     top = Startup()
     reload, certificates = _process_services(settings, reactor, top)
     metrics = Metrics()
     books = Books()
-    if settings.simulator.enabled:
-        simulator = _simulator_service(settings)
-        simulator.setName(
-            f"the simulator's info server: [simulator] info_port in {settings.source}"
-        )
-        simulator.setServiceParent(top)
+    if role is None:
+        _simulator(settings, top)
     feed = Registry(books, settings.websocket, metrics, reactor=reactor)
     listeners = BookListeners([feed])
-    ingest = IngestService(settings.node, books, listeners, metrics, reactor=reactor)
+    node = settings.node if role is None else _worker_node(settings, role)
+    ingest = IngestService(node, books, listeners, metrics, reactor=reactor)
     router = _router_service(settings, books, metrics, reactor)
     if router is not None:
         listeners.add(router)
@@ -121,10 +124,80 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     status = _status(ingest.status, router)
     ingest.setServiceParent(top)
     GcPolicy().setServiceParent(top)
-    site = _site(settings, books, feed, metrics, status, reactor, top)
-    for listen in options.listens:
-        _listening(listen, site, certificates, reactor, settings).setServiceParent(top)
+    exposition = None
+    if role is not None:
+        link = WorkerLink(reactor, role.link_fd, _own_health(status, feed), metrics)
+        status, exposition = _server_view(link, status), link
+    site = _site(settings, books, feed, metrics, status, reactor, top, exposition)
+    for index, listen in enumerate(options.listens):
+        fd = None if role is None else role.listen_fds[index]
+        _listening(listen, site, certificates, reactor, settings, fd).setServiceParent(top)
     return top
+
+
+def _simulator(settings: Settings, top: MultiService) -> None:
+    """The node simulator (the demo), in the single server or the workers' parent."""
+    if settings.simulator.enabled:
+        simulator = _simulator_service(settings)
+        simulator.setName(
+            f"the simulator's info server: [simulator] info_port in {settings.source}"
+        )
+        simulator.setServiceParent(top)
+
+
+def _parent(options: Options, reactor: Any) -> IService:
+    """``[server] workers = N``: bind, then supervise N worker processes (each a server)."""
+    from orderbook.workers.parent import ParentService
+
+    settings = options.settings
+    top = Startup()
+    reload, _ = _process_services(settings, reactor, top)  # self-signed pair made once, here
+    _simulator(settings, top)
+    parent = ParentService(
+        reactor,
+        [listen.transport for listen in options.listens],
+        settings.server.workers,
+        settings.server.balance,
+        options["config"],
+        settings.node,
+        _logfile(options.parent) if options.parent is not None else "-",
+        process.fail,
+    )
+    parent.setServiceParent(top)
+    reload.add(parent.reload_workers)
+    return top
+
+
+def _worker_node(settings: Settings, role: environment.WorkerRole) -> NodeSettings:
+    """A worker asks the parent's snapshot fan-in, into a snapshot file of its own."""
+    path = settings.node.snapshot_path
+    return replace(
+        settings.node,
+        info_url=role.info_url,
+        snapshot_path=path.with_name(f"{path.name}.worker{role.index}"),
+    )
+
+
+def _own_health(status: Status, feed: Registry) -> Status:
+    """This process's /health document, as a worker reports it to the parent."""
+
+    def health() -> dict[str, Any]:
+        return {
+            **status(),
+            "connections": feed.connection_count(),
+            "subscriptions": feed.subscription_count(),
+        }
+
+    return health
+
+
+def _server_view(link: WorkerLink, status: Status) -> Status:
+    """A worker's /health: the whole server's, as the parent last sent it."""
+
+    def health() -> dict[str, Any]:
+        return link.server_health(status())
+
+    return health
 
 
 def _process_services(
@@ -151,7 +224,9 @@ def _site(
     status: Status,
     reactor: Any,
     top: MultiService,
+    exposition: Any = None,
 ) -> Site:
+    """The Site; ``exposition`` renders /metrics when it is not ``metrics`` (a worker's)."""
     from orderbook.server.site import make_site
 
     wamp = _wamp_factory(settings, feed, books, metrics, status, reactor, top)
@@ -160,7 +235,7 @@ def _site(
         settings.websocket,
         books,
         feed,
-        metrics,
+        exposition or metrics,
         status,
         reactor=reactor,
         wamp_factory=wamp,
@@ -173,13 +248,17 @@ def _listening(
     certificates: tls.Certificates,
     reactor: Any,
     settings: Settings,
+    fd: int | None = None,
 ) -> ListeningService:
-    """The service for one listen line (its endpoint string errors are one line)."""
-    if listen.files is None and tls.is_plaintext(listen.spec):
+    """The service for one listen line (its endpoint string errors are one line).
+
+    A worker accepts on the descriptor ``fd`` its parent bound for this line.
+    """
+    if listen.files is None and tls.is_plaintext(listen.spec) and fd is None:
         _log.warn("listening on {spec}: plaintext, no TLS", spec=listen.spec)
     served = None if listen.files is None else certificates.serve(listen.files)
     try:
-        endpoint = tls.endpoint(reactor, listen, served)
+        endpoint = tls.endpoint(reactor, listen, served, adopt_fd=fd)
     except IndexError:
         process.fail(
             f"{settings.source}: [server] listen = {listen.spec}: no such socket was passed "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.application.service import Service
 from twisted.internet import ssl
-from twisted.internet.endpoints import _parse, serverFromString
+from twisted.internet.endpoints import AdoptedStreamServerEndpoint, _parse, serverFromString
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, IStreamServerEndpoint
 from twisted.internet.ssl import CertificateOptions, DiffieHellmanParameters
 from twisted.logger import Logger
@@ -132,9 +133,23 @@ class TLSEndpoint:
         return self.inner.listen(TLSMemoryBIOFactory(self.creator, False, factory))
 
 
-def endpoint(reactor: Any, listen: Listen, certificate: ServedCertificate | None) -> Any:
-    """The server endpoint for ``listen``: its bare endpoint, TLS on top when it has files."""
-    inner = serverFromString(reactor, listen.transport)
+def endpoint(
+    reactor: Any,
+    listen: Listen,
+    certificate: ServedCertificate | None,
+    adopt_fd: int | None = None,
+) -> Any:
+    """The server endpoint for ``listen``: its bare endpoint, TLS on top when it has files.
+
+    With ``adopt_fd`` the bare endpoint is that already listening socket (a
+    worker accepting on the socket its parent bound).
+    """
+    if adopt_fd is None:
+        inner = serverFromString(reactor, listen.transport)
+    else:
+        with socket.socket(fileno=os.dup(adopt_fd)) as sock:
+            family = sock.family
+        inner = AdoptedStreamServerEndpoint(reactor, adopt_fd, family)
     return inner if certificate is None else TLSEndpoint(inner, certificate)
 
 

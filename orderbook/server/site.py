@@ -84,8 +84,8 @@ class HealthResource(Resource):
 
     def render_GET(self, request: Request) -> bytes:
         document = dict(self.status_provider())
-        document["connections"] = self.registry.connection_count()
-        document["subscriptions"] = self.registry.subscription_count()
+        document.setdefault("connections", self.registry.connection_count())
+        document.setdefault("subscriptions", self.registry.subscription_count())
         request.setResponseCode(200 if document.get("state") == "ready" else 503)
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")

@@ -75,6 +75,8 @@ class WorkerLink:
         self.metrics = metrics
         self.view: dict[str, Any] | None = None
         self._view_at = 0.0
+        self._shutting_down = False
+        reactor.addSystemEventTrigger("before", "shutdown", self._shutdown_begins)
         self.protocol = adopt(reactor, fd, JsonLines(self._received, self._lost))
         os.close(fd)
         self._loop = task.LoopingCall(self.report)
@@ -91,10 +93,14 @@ class WorkerLink:
         self._view_at = self.reactor.seconds()
 
     def _lost(self) -> None:
-        # the parent is gone: a worker never outlives it
+        # the parent closed the link (it is stopping us) or is gone: a worker never outlives it
         if self._loop.running:
             self._loop.stop()
-        self.reactor.callLater(0, self.reactor.stop)
+        if not self._shutting_down:
+            self.reactor.callLater(0, self.reactor.stop)
+
+    def _shutdown_begins(self) -> None:
+        self._shutting_down = True
 
     def fresh_view(self) -> dict[str, Any] | None:
         if self.view is not None and self.reactor.seconds() - self._view_at < FRESH_S:
@@ -105,6 +111,7 @@ class WorkerLink:
         view = self.fresh_view()
         return view["health"] if view else own
 
-    def server_metrics(self) -> str:
+    def render(self) -> str:
+        """The /metrics text: the whole server's, as the parent last sent it."""
         view = self.fresh_view()
         return view["metrics"] if view else self.metrics.render()

@@ -7,7 +7,7 @@ on 127.0.0.1; then the supervisor spawns the workers onto them.
 
 from __future__ import annotations
 
-from pathlib import Path
+import signal
 from typing import Any
 
 from twisted.application.service import MultiService
@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from orderbook.config import NodeSettings
 from orderbook.metrics import Metrics
 from orderbook.workers import environment
 from orderbook.workers.snapshots import SnapshotFanIn
@@ -34,9 +35,7 @@ class ParentService(MultiService):
         count: int,
         balance: str,
         config_path: str,
-        node_info_url: str,
-        snapshot_path: Path,
-        snapshot_timeout_s: float,
+        node: NodeSettings,
         logfile: str | None,
         fail: Any,
     ) -> None:
@@ -47,7 +46,14 @@ class ParentService(MultiService):
         self.balance = balance
         self.config_path = config_path
         self.metrics = Metrics()
-        self.fan_in = SnapshotFanIn(reactor, node_info_url, snapshot_path, snapshot_timeout_s)
+        self.fan_in = SnapshotFanIn(
+            reactor, node.info_url, node.snapshot_path, node.snapshot_timeout_s
+        )
+        self.metrics.gauge(
+            "orderbook_node_snapshot_requests_total",
+            "fileSnapshot requests sent to the node for every worker (one serves them all)",
+            read=lambda: self.fan_in.node_requests,
+        )
         self.logfile = logfile
         self.fail = fail
         self.supervisor: WorkerSupervisor | None = None
@@ -83,6 +89,11 @@ class ParentService(MultiService):
                 balance=self.balance,
             )
         super().privilegedStartService()
+
+    def reload_workers(self) -> None:
+        """SIGHUP reached the parent: every worker re-reads its files too."""
+        if self.supervisor is not None:
+            self.supervisor.signal_workers(signal.SIGHUP)
 
     def stopService(self) -> Any:  # noqa: N802 (Twisted API)
         stopped = super().stopService()

@@ -66,6 +66,7 @@ def combined_health(reports: dict[int, dict[str, Any]], expected: int) -> dict[s
         return {"state": "initializing", "reason": "no worker has reported yet", "workers": []}
     worst = max(reports, key=lambda w: STATE_RANK.get(reports[w].get("state"), 5))
     document = dict(reports[worst])
+    document.pop("pid", None)
     if len(reports) < expected:
         document["state"] = "initializing" if document["state"] == "ready" else document["state"]
         document["reason"] = f"{len(reports)} of {expected} workers reporting"

@@ -58,9 +58,9 @@ def address_of(spec: str) -> Address | None:
     kind, args, kwargs = split_endpoint(spec)
     if kind == "systemd":
         return None
-    if kind not in ("tcp", "ssl", "tcp6", "ssl6") or not args:
+    port = kwargs.get("port", args[0] if args else None)
+    if kind not in ("tcp", "ssl", "tcp6", "ssl6") or port is None:
         raise ListenError(f"cannot listen on {spec}: workers support tcp:, ssl: and systemd:")
-    port = kwargs.get("port", args[0])
     return Address(int(port), kwargs.get("interface", ""), int(kwargs.get("backlog", 50)))
 
 

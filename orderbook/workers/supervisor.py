@@ -4,7 +4,7 @@ Each worker is a whole server (``twistd -n orderbook`` with the same config:
 its own ingest, book and feeds) accepting on the listening sockets the parent
 made. The parent restarts a worker that dies (doubling delay, reset after a
 minute of health; logged and counted), forwards SIGTERM (via ``stopService``)
-and SIGHUP, combines the workers' health and metrics, and serves the one
+and SIGHUP (the parent's reload hook), combines the workers' health and metrics, and serves the one
 node snapshot they all bootstrap and validate from.
 """
 
@@ -94,14 +94,12 @@ class WorkerSupervisor(Service):
             "orderbook_worker_restarts_total", "Workers restarted after they died"
         )
         metrics.gauge("orderbook_workers_alive", "Worker processes running", read=self.alive)
-        self._previous_sighup: Any = None
 
     def alive(self) -> int:
         return sum(1 for w in self.workers if w.process is not None)
 
     def startService(self) -> None:  # noqa: N802 (Twisted API)
         super().startService()
-        self._previous_sighup = signal.signal(signal.SIGHUP, self._forward_sighup)
         for worker in self.workers:
             self.spawn(worker)
 
@@ -166,11 +164,6 @@ class WorkerSupervisor(Service):
         )
         self.reactor.callLater(delay, self.spawn, worker)
 
-    def _forward_sighup(self, signum: int, frame: Any) -> None:
-        self.reactor.callFromThread(self.signal_workers, signal.SIGHUP)
-        if callable(self._previous_sighup):
-            self._previous_sighup(signum, frame)
-
     def signal_workers(self, signum: int) -> None:
         for worker in self.workers:
             if worker.process is not None:
@@ -178,14 +171,18 @@ class WorkerSupervisor(Service):
                     worker.process.signalProcess(signum)
 
     def stopService(self) -> Deferred:  # noqa: N802 (Twisted API)
+        """Close every worker's link (each stops itself); SIGKILL what still runs later.
+
+        A service manager may also signal the whole process group: a worker
+        stops once, whichever comes first.
+        """
         super().stopService()
         self.stopping = True
-        if self._previous_sighup is not None:
-            signal.signal(signal.SIGHUP, self._previous_sighup)
         running = [w for w in self.workers if w.process is not None]
         for worker in running:
             worker.ended = Deferred()
-        self.signal_workers(signal.SIGTERM)
+            if worker.link is not None and worker.link.transport is not None:
+                worker.link.transport.loseConnection()
         kill = self.reactor.callLater(self.stop_timeout_s, self.signal_workers, signal.SIGKILL)
         waiting = defer.DeferredList([w.ended for w in running])
 
