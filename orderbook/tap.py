@@ -108,7 +108,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if role is None and settings.server.workers > 1:
         return _parent(options, reactor)
     top = Startup()
-    reload, certificates = _process_services(settings, reactor, top)
+    reload, certificates = _process_services(settings, reactor, top, file_limit=role is None)
     metrics = Metrics()
     books = Books()
     if role is None:
@@ -155,7 +155,8 @@ def _parent(options: Options, reactor: Any) -> IService:
     _simulator(settings, top)
     parent = ParentService(
         reactor,
-        [listen.transport for listen in options.listens],
+        [(listen.spec, listen.transport) for listen in options.listens],
+        settings.source,
         settings.server.workers,
         settings.server.balance,
         options["config"],
@@ -201,13 +202,15 @@ def _server_view(link: WorkerLink, status: Status) -> Status:
 
 
 def _process_services(
-    settings: Settings, reactor: Any, top: MultiService
+    settings: Settings, reactor: Any, top: MultiService, file_limit: bool = True
 ) -> tuple[process.HangupReload, tls.Certificates]:
     """The first services to start: open-files limit, SIGHUP hooks, TLS certificates.
 
     Anything that re-reads a file on SIGHUP adds itself with ``reload.add(hook)``.
+    Workers inherit the limit their parent raised (and said once).
     """
-    process.FileLimit(settings.websocket.max_connections).setServiceParent(top)
+    if file_limit:
+        process.FileLimit(settings.websocket.max_connections).setServiceParent(top)
     reload = process.HangupReload(reactor)
     reload.setServiceParent(top)
     certificates = tls.Certificates(settings.tls, settings.source)

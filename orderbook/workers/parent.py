@@ -8,6 +8,7 @@ on 127.0.0.1; then the supervisor spawns the workers onto them.
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 from typing import Any
 
 from twisted.application.service import MultiService
@@ -19,7 +20,13 @@ from orderbook.config import NodeSettings
 from orderbook.metrics import Metrics
 from orderbook.workers import environment
 from orderbook.workers.snapshots import SnapshotFanIn
-from orderbook.workers.sockets import ListenError, ListeningSockets
+from orderbook.workers.sockets import (
+    ListenError,
+    ListeningSockets,
+    NotPassed,
+    activated_descriptor,
+    address_of,
+)
 from orderbook.workers.supervisor import WorkerSupervisor
 
 _log = Logger(namespace="orderbook.workers")
@@ -31,7 +38,8 @@ class ParentService(MultiService):
     def __init__(
         self,
         reactor: Any,
-        transports: list[str],
+        endpoints: list[tuple[str, str]],
+        source: Path,
         count: int,
         balance: str,
         config_path: str,
@@ -40,8 +48,17 @@ class ParentService(MultiService):
         fail: Any,
     ) -> None:
         super().__init__()
+        for spec, transport in endpoints:  # config mistakes: one line before twistd starts
+            try:
+                if address_of(transport) is None:
+                    activated_descriptor(spec, transport)
+            except NotPassed as exc:
+                fail(f"{source}: {exc}")
+            except ListenError as exc:
+                fail(str(exc))
         self.reactor = reactor
-        self.transports = transports
+        self.endpoints = endpoints
+        self.source = source
         self.count = count
         self.balance = balance
         self.config_path = config_path
@@ -61,7 +78,10 @@ class ParentService(MultiService):
 
     def privilegedStartService(self) -> None:  # noqa: N802 (Twisted API)
         try:
-            sockets = ListeningSockets(self.transports, self.count, self.balance)
+            sockets = ListeningSockets(self.endpoints, self.count, self.balance)
+        except NotPassed as exc:
+            self.fail(f"{self.source}: {exc}")
+            return
         except ListenError as exc:
             self.fail(str(exc))
             return
@@ -81,10 +101,10 @@ class ParentService(MultiService):
             self.logfile,
         )
         self.supervisor.setServiceParent(self)
-        for transport in self.transports:
+        for spec, _ in self.endpoints:
             _log.info(
-                "listening on {transport} for {count} workers ({balance})",
-                transport=transport,
+                "listening on {spec} for {count} workers ({balance})",
+                spec=spec,
                 count=self.count,
                 balance=self.balance,
             )

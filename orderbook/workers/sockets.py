@@ -17,11 +17,15 @@ import os
 import socket
 from dataclasses import dataclass
 
-SYSTEMD_FIRST_FD = 3  # sd_listen_fds(3): descriptors start at 3
+from twisted.internet.endpoints import serverFromString
 
 
 class ListenError(Exception):
     """A listen endpoint that cannot be bound (named, with the reason)."""
+
+
+class NotPassed(ListenError):
+    """A ``systemd:`` endpoint whose socket systemd did not pass (a config mistake)."""
 
 
 @dataclass(frozen=True)
@@ -60,14 +64,29 @@ def address_of(spec: str) -> Address | None:
         return None
     port = kwargs.get("port", args[0] if args else None)
     if kind not in ("tcp", "ssl", "tcp6", "ssl6") or port is None:
-        raise ListenError(f"cannot listen on {spec}: workers support tcp:, ssl: and systemd:")
+        raise ListenError(
+            f"cannot listen on {spec} with [server] workers > 1: workers support tcp:, ssl: "
+            "and systemd: endpoints (set workers = 1)"
+        )
     return Address(int(port), kwargs.get("interface", ""), int(kwargs.get("backlog", 50)))
 
 
-def systemd_descriptor(spec: str) -> int:
-    """The inherited descriptor a ``systemd:...:index=N`` endpoint names."""
-    _, _, kwargs = split_endpoint(spec)
-    return SYSTEMD_FIRST_FD + int(kwargs.get("index", 0))
+def activated_descriptor(spec: str, transport: str) -> int:
+    """The descriptor systemd passed for a ``systemd:`` endpoint (index= or name=).
+
+    Twisted's endpoint parser read (and cleared) LISTEN_FDS when it was
+    imported: ask it, not the environment.
+    """
+    from twisted.internet import reactor
+
+    try:
+        endpoint = serverFromString(reactor, transport)
+    except (IndexError, KeyError):
+        raise NotPassed(
+            f"[server] listen = {spec}: no such socket was passed "
+            "(LISTEN_FDS/LISTEN_PID from systemd: start it through its .socket unit)"
+        ) from None
+    return endpoint.fileno
 
 
 def bind(address: Address, reuse_port: bool) -> socket.socket:
@@ -88,20 +107,24 @@ def bind(address: Address, reuse_port: bool) -> socket.socket:
 
 
 class ListeningSockets:
-    """Every listen endpoint's socket(s); ``for_worker(i)`` gives worker i's descriptors."""
+    """Every listen endpoint's socket(s); ``per_worker[i]`` are worker i's descriptors.
 
-    def __init__(self, specs: list[str], workers: int, balance: str) -> None:
-        self.specs = specs
+    ``endpoints`` are (listen line, bare transport endpoint) pairs: the line
+    names the endpoint in errors, the transport says what to bind.
+    """
+
+    def __init__(self, endpoints: list[tuple[str, str]], workers: int, balance: str) -> None:
+        self.endpoints = endpoints
         self.per_worker: list[list[int]] = [[] for _ in range(workers)]
         self._sockets: list[socket.socket] = []
         reuse_port = balance == "reuseport"
-        for spec in specs:
-            self._open(spec, workers, reuse_port)
+        for spec, transport in endpoints:
+            self._open(spec, transport, workers, reuse_port)
 
-    def _open(self, spec: str, workers: int, reuse_port: bool) -> None:
-        address = address_of(spec)
+    def _open(self, spec: str, transport: str, workers: int, reuse_port: bool) -> None:
+        address = address_of(transport)
         if address is None:  # socket activation: one inherited socket, shared
-            fd = systemd_descriptor(spec)
+            fd = activated_descriptor(spec, transport)
             os.set_inheritable(fd, True)
             for fds in self.per_worker:
                 fds.append(fd)
@@ -116,6 +139,7 @@ class ListeningSockets:
         except OSError as exc:
             for sock in made:
                 sock.close()
+            self.close()
             raise ListenError(f"cannot listen on {spec}: {exc.strerror or exc}") from None
         self._sockets.extend(made)
         for index, fds in enumerate(self.per_worker):

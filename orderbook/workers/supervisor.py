@@ -111,7 +111,7 @@ class WorkerSupervisor(Service):
         for offset, fd in enumerate(self.sockets.per_worker[worker.index]):
             fds[FIRST_LISTEN_FD + offset] = fd
         env = dict(os.environ, **self.worker_env)
-        env.update(environment.for_worker(worker.index, LINK_FD, len(self.sockets.specs)))
+        env.update(environment.for_worker(worker.index, LINK_FD, len(self.sockets.endpoints)))
         args = [sys.executable, "-c", TWISTD, "-n", "--pidfile", ""]
         if self.logfile and self.logfile != "-":
             args += ["--logfile", self.logfile]
