@@ -231,6 +231,7 @@ class WampSettings:
     router_ticket: str = ""
     router_cryptosign_key: Path | None = None
     router_ca_certificate: Path | None = None
+    allow_plaintext_ticket: bool = False
 
 
 @dataclass(frozen=True)
@@ -331,6 +332,13 @@ def _check_consistency(source: Path, settings: Settings) -> None:
     for spec in settings.server.listen:
         if uses_tls_section(spec):
             _check_tls(source, settings.tls, spec)
+    wamp = settings.wamp
+    plain = wamp.router_url.startswith("ws://") and not wamp.allow_plaintext_ticket
+    if plain and wamp.router_ticket and wamp.router_cryptosign_key is None:
+        raise ConfigError(
+            f"{source}: [wamp] router_ticket: refused over plain ws:// (the ticket would "
+            "travel unencrypted): use a wss:// router_url, or allow_plaintext_ticket = yes"
+        )
 
 
 TLS_ENDPOINTS = ("ssl:", "systemd:")

@@ -22,6 +22,14 @@ A router that is down or slow never delays ingestion or direct clients:
 publications are not acknowledged, and are dropped (and counted) while the
 router connection is absent or its transport is paused (more than ~64 KiB
 unsent). The connection is retried with exponential backoff (1 s .. 30 s).
+
+Each procedure is registered on its own: one the router refuses (e.g.
+``wamp.error.procedure_already_exists`` from a second instance) is reported
+in /health (``router.registration_errors``) and the rest, and publishing, go
+on. ``orderbook.l4book.snapshot`` honours ``receive_progress`` as on the
+direct endpoint. A ticket is never sent over plain ``ws://`` unless
+``allow_plaintext_ticket`` says so: the publisher then stays disconnected and
+/health says why.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from autobahn.twisted.wamp import ApplicationSession
 from autobahn.twisted.websocket import WampWebSocketClientFactory
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.serializer import JsonSerializer
-from autobahn.wamp.types import ComponentConfig, PublishOptions
+from autobahn.wamp.types import ComponentConfig, PublishOptions, RegisterOptions
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
@@ -53,9 +61,10 @@ from orderbook.feed.registry import Registry
 from orderbook.feed.subscriptions import Subscription, SubscriptionError
 from orderbook.metrics import Metrics
 from orderbook.server.wamp.errors import WampError
-from orderbook.server.wamp.procedures import Procedures
+from orderbook.server.wamp.procedures import SNAPSHOT, Procedures
 from orderbook.server.wamp.uri import InvalidTopic, parse_topic, topic_uri
 
+_DETAILS = "orderbook_call_details"  # our callee's CallDetails keyword (receive_progress)
 INITIAL_RETRY_S = 1.0
 MAX_RETRY_S = 30.0
 _decode = msgspec.json.decode
@@ -129,6 +138,8 @@ class CrossbarPublisher(Service):
         self.connects = 0
         self.published = 0
         self.dropped = 0
+        self.registration_errors: dict[str, str] = {}  # procedure -> the router's error
+        self.refused = plaintext_ticket_refusal(settings)
         self._service: ClientService | None = None
         self._metrics(metrics)
 
@@ -152,6 +163,9 @@ class CrossbarPublisher(Service):
     # -- service ---------------------------------------------------------------------
     def startService(self) -> None:
         super().startService()
+        if self.refused:
+            self._log.error("not joining WAMP router: {why}", why=self.refused)
+            return
         factory = WampWebSocketClientFactory(
             self._new_session, url=self.settings.router_url, serializers=[JsonSerializer()]
         )
@@ -204,12 +218,23 @@ class CrossbarPublisher(Service):
             transport.registerProducer(self.flow, True)
         self._log.info("joined WAMP router {url}", url=self.settings.router_url)
 
+    def registered(self, errors: dict[str, str]) -> None:
+        """The procedures are registered but for ``errors`` (procedure -> error URI)."""
+        self.registration_errors = errors
+        for name, error in errors.items():
+            self._log.warn(
+                "router refused to register {procedure}: {error} (publishing goes on)",
+                procedure=name,
+                error=error,
+            )
+
     def left(self) -> None:
         """The router session ended; topics stay (their events count as dropped) until
         the next join lists the router's subscriptions again."""
         if self.session is not None:
             self._log.warn("left WAMP router {url}", url=self.settings.router_url)
         self.session = None
+        self.registration_errors = {}
 
     def resync_started(self) -> dict[int, Subscription]:
         """A new session: router subscription ids start afresh; returns the old map."""
@@ -302,7 +327,7 @@ class CrossbarPublisher(Service):
 
     def status(self) -> dict[str, Any]:
         """The router link for /health."""
-        return {
+        document = {
             "url": self.settings.router_url,
             "realm": self.settings.router_realm,
             "connected": self.session is not None,
@@ -310,7 +335,23 @@ class CrossbarPublisher(Service):
             "published": self.published,
             "dropped": self.dropped,
             "reconnects": max(0, self.connects - 1),
+            "registration_errors": dict(self.registration_errors),
         }
+        if self.refused:
+            document["refused"] = self.refused
+        return document
+
+
+def plaintext_ticket_refusal(settings: WampSettings) -> str:
+    """Why the ticket must not go to ``router_url`` ('' when it may, or is not used)."""
+    uses_ticket = bool(settings.router_ticket) and settings.router_cryptosign_key is None
+    plain = urlparse(settings.router_url).scheme == "ws"
+    if uses_ticket and plain and not settings.allow_plaintext_ticket:
+        return (
+            "router_ticket would travel unencrypted over ws:// "
+            "(use wss://, or set [wamp] allow_plaintext_ticket = yes on a trusted network)"
+        )
+    return ""
 
 
 class CrossbarSession(ApplicationSession):
@@ -347,6 +388,9 @@ class CrossbarSession(ApplicationSession):
 
     def onChallenge(self, challenge: Any) -> Any:
         if challenge.method == "ticket":
+            refused = plaintext_ticket_refusal(self.publisher.settings)
+            if refused:
+                raise ApplicationError("orderbook.error.auth", refused)
             return self._ticket
         if challenge.method == "cryptosign" and self._key is not None:
             return self._key.sign_challenge(challenge)
@@ -362,9 +406,16 @@ class CrossbarSession(ApplicationSession):
             self._log.failure("setting up the router session failed")
 
     async def _register_procedures(self) -> None:
+        """Register each procedure on its own: one refusal stops none of the others."""
         procedures = self.publisher.procedures
+        errors = {}
         for name in procedures.table:
-            await self.register(_callee(procedures, name), name)
+            options = RegisterOptions(details_arg=_DETAILS) if name == SNAPSHOT else None
+            try:
+                await self.register(_callee(procedures, name), name, options=options)
+            except ApplicationError as exc:
+                errors[name] = exc.error
+        self.publisher.registered(errors)
 
     async def _watch_subscriptions(self) -> None:
         publisher = self.publisher
@@ -406,10 +457,25 @@ class CrossbarSession(ApplicationSession):
 
 def _callee(procedures: Procedures, name: str) -> Any:
     def invoke(*args: Any, **kwargs: Any) -> Any:
+        details = kwargs.pop(_DETAILS, None)
         try:
+            if details is not None and details.progress is not None:
+                return _in_parts(procedures, name, list(args), kwargs, details.progress)
             value = procedures.call(name, list(args), kwargs)
         except WampError as exc:
             raise ApplicationError(exc.uri, str(exc)) from None
         return _decode(messages.encode(value))  # plain JSON types for autobahn's serializer
 
     return invoke
+
+
+def _in_parts(
+    procedures: Procedures, name: str, args: list[Any], kwargs: dict[str, Any], progress: Any
+) -> Any:
+    """Send all parts but the last as progressive YIELDs; the last is the result."""
+    parts = procedures.call_in_parts(name, args, kwargs) or [
+        messages.encode(procedures.call(name, args, kwargs))
+    ]
+    for part in parts[:-1]:
+        progress(_decode(part))
+    return _decode(parts[-1])
