@@ -194,3 +194,33 @@ async def test_autobahn_js_takes_a_deep_snapshot_in_parts(reactor: Any, tmp_path
         check_parts(books, result)
     finally:
         await harness.stop()
+
+
+class Tokens:
+    """A fake access token store."""
+
+    enabled = True
+
+    def accepts(self, token: str | None) -> bool:
+        return token == "t0ken"
+
+
+@pytest_twisted.ensureDeferred
+async def test_autobahn_js_joins_with_a_ticket(reactor: Any, tmp_path: Path) -> None:
+    """Access control on: Autobahn|JS with the right ticket joins (authmethod ticket);
+    with a wrong one the session is aborted with authentication_failed."""
+    need_node()
+    harness = WampHarness(reactor, tmp_path, tokens=Tokens())
+    await harness.start()
+    try:
+        url = f"wss://localhost:{harness.port_number}/ws"
+        ca = tmp_path / "cert.pem"
+        code, result = await take_snapshot(reactor, url, "progress", ca, "t0ken")
+        assert code == 0, result
+        assert result["authmethod"] == "ticket"
+        assert result["oids"] == snapshot_oids(harness.books, "BTC")
+        code, refused = await take_snapshot(reactor, url, "progress", ca, "guess")
+        assert code == 2, refused
+        assert refused["details"]["reason"] == "wamp.error.authentication_failed", refused
+    finally:
+        await harness.stop()

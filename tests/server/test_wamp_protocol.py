@@ -42,12 +42,14 @@ class WampHarness(Harness):
         self.hub = WampHub("orderbook", self.registry, self.books, self.metrics, **auth)
         return super().make_site(reactor, make_wamp_factory(self.hub, self.ws, reactor))
 
-    async def join(self, realm: str = "orderbook", ticket: str | None = None) -> Probe:
+    async def join(
+        self, realm: str = "orderbook", ticket: str | None = None, query: str = ""
+    ) -> Probe:
         """An autobahn-python WAMP session joined over wss (with a ticket if given)."""
         probe = Probe(ComponentConfig(realm), ticket)
         factory = WampWebSocketClientFactory(
             lambda: probe,
-            url=f"wss://localhost:{self.port_number}/ws",
+            url=f"wss://localhost:{self.port_number}/ws{query}",
             serializers=[JsonSerializer()],
         )
         endpoint = SSL4ClientEndpoint(self.reactor, "127.0.0.1", self.port_number, self.tls())
@@ -251,8 +253,9 @@ class Tokens:
 
 @pytest_twisted.ensureDeferred
 async def test_ticket_authentication_over_the_wire(reactor: Any, tmp_path: Path) -> None:
-    """Access control on: autobahn-python joins with the right ticket; a wrong ticket or
-    none at all is refused with a reason saying why."""
+    """Access control on: autobahn-python joins with the right ticket, or anonymously
+    with the token on the upgrade URL; a wrong ticket or none at all is refused with a
+    reason saying why."""
     harness = WampHarness(reactor, tmp_path, tokens=Tokens())
     await harness.start()
     try:
@@ -263,6 +266,8 @@ async def test_ticket_authentication_over_the_wire(reactor: Any, tmp_path: Path)
             await harness.join(ticket="guess")
         with pytest.raises(ConnectionError, match="no_auth_method: .* requires ticket"):
             await harness.join()
+        anonymous = await harness.join(query="?token=t0ken")  # as JSON API clients do
+        assert anonymous.details.authmethod == "anonymous"
     finally:
         await harness.stop()
 

@@ -20,6 +20,7 @@ from orderbook.config import WebSocketSettings
 from orderbook.feed.frames import OutgoingMessage
 from orderbook.feed.registry import Registry
 from orderbook.metrics import Metrics
+from orderbook.server.wamp.auth import upgrade_token
 from orderbook.server.wamp.parts import MAX_MESSAGE_BYTES
 from orderbook.server.wamp.session import WampHub, WampSession
 from tests.server.harness import order, small_books
@@ -97,9 +98,9 @@ class World:
         auth = {"tokens": tokens} if tokens is not None else {}
         self.hub = WampHub("orderbook", self.registry, self.books, self.metrics, **auth)
 
-    def session(self, join: bool = True) -> tuple[WampSession, Link]:
+    def session(self, join: bool = True, token: str | None = None) -> tuple[WampSession, Link]:
         link = Link()
-        session = self.hub.open(link, link.close, peer="test")
+        session = self.hub.open(link, link.close, "test", upgrade_token=token)
         if join:
             send(session, [1, "orderbook", {"roles": {"subscriber": {}, "caller": {}}}])
             assert isinstance(link.last(), message.Welcome)
@@ -653,3 +654,36 @@ def test_access_control_off_joins_anonymously_without_asking() -> None:
     session, link = World(tokens=tokens).session(join=False)
     hello(session, "anonymous")
     assert link.last().authmethod == "anonymous" and tokens.asked == []
+
+
+@pytest.mark.parametrize(
+    ("token", "methods", "reply"),
+    [
+        ("t0ken", [], "anonymous"),  # the upgrade carried a valid token
+        ("t0ken", ["anonymous", "ticket"], "anonymous"),
+        ("t0ken", ["ticket"], "ticket"),  # a ticket-only client is still challenged
+        ("guess", [], "wamp.error.no_auth_method"),
+        (None, ["anonymous", "ticket"], "ticket"),
+    ],
+)
+def test_a_token_on_the_websocket_upgrade_admits_anonymous(
+    token: str | None, methods: list[str], reply: str
+) -> None:
+    """Access control on: a valid ?token= / Bearer token on the upgrade (as the JSON API
+    takes) lets the client join anonymously; otherwise the ticket rules apply."""
+    session, link = World(tokens=Tokens("t0ken")).session(join=False, token=token)
+    hello(session, *methods)
+    answer = link.last()
+    if isinstance(answer, message.Welcome):
+        assert answer.authmethod == reply
+    elif isinstance(answer, message.Challenge):
+        assert answer.method == reply
+    else:
+        assert answer.reason == reply
+
+
+def test_the_upgrade_token_comes_from_bearer_or_the_query() -> None:
+    assert upgrade_token({"authorization": "Bearer abc "}, {"token": ["q"]}) == "abc"
+    assert upgrade_token({"authorization": "bearer abc"}, {}) == "abc"
+    assert upgrade_token({"authorization": "Basic eA=="}, {"token": ["q", "r"]}) == "q"
+    assert upgrade_token({}, {}) is None

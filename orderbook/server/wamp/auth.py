@@ -9,6 +9,10 @@ server answers CHALLENGE ``ticket`` and the client's AUTHENTICATE signature
     AUTHENTICATE token -------------> WELCOME (authmethod ticket)
                                       | ABORT wamp.error.authentication_failed
     HELLO without "ticket" ---------> ABORT wamp.error.no_auth_method
+
+A connection whose WebSocket upgrade already carried a valid token (query
+``?token=`` or ``Authorization: Bearer``, as for the JSON API) may also join
+anonymously.
 """
 
 from __future__ import annotations
@@ -41,20 +45,36 @@ class AuthDisabled:
 AUTH_DISABLED = AuthDisabled()
 
 
-def method_for(hello: message.Hello, tokens: TokenChecker) -> str:
-    """The authmethod a HELLO gets (``anonymous`` or ``ticket``), or SessionAbort."""
+def method_for(hello: message.Hello, tokens: TokenChecker, upgrade_token: str | None) -> str:
+    """The authmethod a HELLO gets (``anonymous`` or ``ticket``), or SessionAbort.
+
+    ``upgrade_token``: the token the WebSocket upgrade carried, if any.
+    """
     offered = hello.authmethods or ["anonymous"]
-    if tokens.enabled:
-        if "ticket" not in offered:
-            raise SessionAbort(
-                NO_AUTH_METHOD,
-                'this server requires ticket authentication: offer authmethods ["ticket"] '
-                "and answer the challenge with your access token",
-            )
+    upgraded = tokens.enabled and _accepted(tokens, upgrade_token)
+    if tokens.enabled and "ticket" in offered and not (upgraded and "anonymous" in offered):
         return "ticket"
+    if tokens.enabled and not upgraded:
+        raise SessionAbort(
+            NO_AUTH_METHOD,
+            'this server requires ticket authentication: offer authmethods ["ticket"] '
+            "and answer the challenge with your access token",
+        )
     if "anonymous" not in offered:
         raise SessionAbort(NO_AUTH_METHOD, "only anonymous authentication is offered")
     return "anonymous"
+
+
+def _accepted(tokens: TokenChecker, token: str | None) -> bool:
+    return token is not None and tokens.accepts(token)
+
+
+def upgrade_token(headers: dict[str, str], params: dict[str, list[str]]) -> str | None:
+    """The access token of a WebSocket upgrade: ``Authorization: Bearer`` or ``?token=``."""
+    authorization = headers.get("authorization", "")
+    if authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip()
+    return (params.get("token") or [None])[0]
 
 
 def check_ticket(reply: message.Authenticate, tokens: TokenChecker) -> None:

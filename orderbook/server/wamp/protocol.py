@@ -25,6 +25,7 @@ from orderbook.feed.frames import Outbox, OutgoingMessage
 from orderbook.feed.registry import Registry
 from orderbook.server.protocol import FeedFactory, FeedProtocol
 from orderbook.server.site import protocol_options
+from orderbook.server.wamp.auth import upgrade_token
 from orderbook.server.wamp.session import SUBPROTOCOL, WampHub, WampSession
 
 
@@ -71,11 +72,13 @@ class WampProtocol(FeedProtocol):
 
     factory: WampFactory
     session: WampSession | None = None
+    _upgrade_token: str | None = None
 
     def onConnect(self, request: ConnectionRequest) -> str:
         if SUBPROTOCOL not in request.protocols:
             raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, f"offer subprotocol {SUBPROTOCOL}")
         super().onConnect(request)
+        self._upgrade_token = upgrade_token(request.headers, request.params)
         return SUBPROTOCOL
 
     def onOpen(self) -> None:
@@ -84,7 +87,8 @@ class WampProtocol(FeedProtocol):
             assert self.outbox is not None
             link = PacedLink(self.outbox)
             link.attach(self.transport)
-            self.session = self.factory.hub.open(link, self._close, peer=self.peer)
+            hub = self.factory.hub
+            self.session = hub.open(link, self._close, self.peer, self._upgrade_token)
         except Exception:
             self._log.failure("WAMP onOpen failed for {peer}", peer=self.peer)
             raise

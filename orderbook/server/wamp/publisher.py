@@ -47,6 +47,7 @@ from autobahn.wamp.serializer import JsonSerializer
 from autobahn.wamp.types import ComponentConfig, PublishOptions, RegisterOptions
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
+from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.ssl import Certificate, optionsForClientTLS
@@ -138,6 +139,7 @@ class CrossbarPublisher(Service):
         self.connects = 0
         self.published = 0
         self.dropped = 0
+        self.registered_procedures = 0
         self.registration_errors: dict[str, str] = {}  # procedure -> the router's error
         self.refused = plaintext_ticket_refusal(settings)
         self._service: ClientService | None = None
@@ -188,7 +190,7 @@ class CrossbarPublisher(Service):
         service, self._service = self._service, None
         if self.session is not None and self.session.is_attached():
             self.session.leave()
-        return service.stopService() if service is not None else None
+        return service.stopService() if service is not None else defer.succeed(None)
 
     def _endpoint(self) -> Any:
         url = urlparse(self.settings.router_url)
@@ -218,8 +220,9 @@ class CrossbarPublisher(Service):
             transport.registerProducer(self.flow, True)
         self._log.info("joined WAMP router {url}", url=self.settings.router_url)
 
-    def registered(self, errors: dict[str, str]) -> None:
-        """The procedures are registered but for ``errors`` (procedure -> error URI)."""
+    def registered(self, count: int, errors: dict[str, str]) -> None:
+        """``count`` procedures are registered; ``errors``: procedure -> the router's error."""
+        self.registered_procedures = count
         self.registration_errors = errors
         for name, error in errors.items():
             self._log.warn(
@@ -234,6 +237,7 @@ class CrossbarPublisher(Service):
         if self.session is not None:
             self._log.warn("left WAMP router {url}", url=self.settings.router_url)
         self.session = None
+        self.registered_procedures = 0
         self.registration_errors = {}
 
     def resync_started(self) -> dict[int, Subscription]:
@@ -335,6 +339,7 @@ class CrossbarPublisher(Service):
             "published": self.published,
             "dropped": self.dropped,
             "reconnects": max(0, self.connects - 1),
+            "registered": self.registered_procedures,
             "registration_errors": dict(self.registration_errors),
         }
         if self.refused:
@@ -415,7 +420,7 @@ class CrossbarSession(ApplicationSession):
                 await self.register(_callee(procedures, name), name, options=options)
             except ApplicationError as exc:
                 errors[name] = exc.error
-        self.publisher.registered(errors)
+        self.publisher.registered(len(procedures.table) - len(errors), errors)
 
     async def _watch_subscriptions(self) -> None:
         publisher = self.publisher

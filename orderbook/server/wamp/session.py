@@ -125,9 +125,16 @@ class WampHub:
         self.sessions: set[WampSession] = set()
         self.metrics = WampMetrics(metrics, self)
 
-    def open(self, link: Link, close: Callable[[int, str], None], peer: str = "") -> WampSession:
-        """A session for a connection that negotiated ``wamp.2.json``."""
-        return WampSession(self, link, close, peer)
+    def open(
+        self,
+        link: Link,
+        close: Callable[[int, str], None],
+        peer: str = "",
+        upgrade_token: str | None = None,
+    ) -> WampSession:
+        """A session for a connection that negotiated ``wamp.2.json`` (``upgrade_token``:
+        the access token its WebSocket upgrade carried, if any)."""
+        return WampSession(self, link, close, peer, upgrade_token)
 
     def shutdown(self) -> None:
         """Say GOODBYE system_shutdown to every open session."""
@@ -145,9 +152,15 @@ class WampSession:
     _log = Logger()
 
     def __init__(
-        self, hub: WampHub, link: Link, close: Callable[[int, str], None], peer: str = ""
+        self,
+        hub: WampHub,
+        link: Link,
+        close: Callable[[int, str], None],
+        peer: str = "",
+        upgrade_token: str | None = None,
     ) -> None:
         self.hub = hub
+        self.upgrade_token = upgrade_token
         self.link = link
         self._close = close
         self.peer = peer
@@ -206,7 +219,7 @@ class WampSession:
                 NO_SUCH_REALM, f"no realm {msg.realm!r} here (realm is {self.hub.realm!r})"
             )
         self.session_id = random_id()
-        if auth.method_for(msg, self.hub.tokens) == "ticket":
+        if auth.method_for(msg, self.hub.tokens, self.upgrade_token) == "ticket":
             self._authid = msg.authid
             self.state = "challenged"
             self._send(message.Challenge("ticket", {}))
