@@ -478,9 +478,9 @@ def _in_parts(
     procedures: Procedures, name: str, args: list[Any], kwargs: dict[str, Any], progress: Any
 ) -> Any:
     """Send all parts but the last as progressive YIELDs; the last is the result."""
-    parts = procedures.call_in_parts(name, args, kwargs) or [
-        messages.encode(procedures.call(name, args, kwargs))
-    ]
+    parts = procedures.call_in_parts(name, args, kwargs)
+    if parts is None:  # a procedure that answers in one result
+        parts = [messages.encode(procedures.call(name, args, kwargs))]
     for part in parts[:-1]:
         progress(_decode(part))
     return _decode(parts[-1])

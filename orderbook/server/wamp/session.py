@@ -299,26 +299,28 @@ class WampSession:
 
     def _call(self, msg: message.Call) -> None:
         procedures = self.hub.procedures
-        if msg.receive_progress:
-            self._check_calls(msg.request)
+        parts = self._run(procedures.call_in_parts, msg) if msg.receive_progress else None
+        if parts is None:
+            value = self._run(procedures.call, msg)
+            self.hub.metrics.calls.inc(1, msg.procedure)
+            self._send(message.Result(msg.request, args=[value]))
+            return
+        self._check_calls(msg.request)
+        self.hub.metrics.calls.inc(1, msg.procedure)
+        sender = ResultInParts(self.link, msg.request, parts, self._call_over)
+        self.calls[msg.request] = sender
+        sender.pump()
+
+    def _run(self, function: Callable[..., Any], msg: message.Call) -> Any:
+        """``function(procedure, args, kwargs)``; an unexpected failure is logged and
+        answered ERROR orderbook.error.internal."""
         try:
-            parts = None
-            if msg.receive_progress:
-                parts = procedures.call_in_parts(msg.procedure, msg.args, msg.kwargs)
-            if parts is None:
-                value = procedures.call(msg.procedure, msg.args, msg.kwargs)
+            return function(msg.procedure, msg.args, msg.kwargs)
         except WampError:
             raise
         except Exception:
             self._log.failure("WAMP call {procedure} failed", procedure=msg.procedure)
             raise WampError(INTERNAL_ERROR, f"{msg.procedure} failed on the server") from None
-        self.hub.metrics.calls.inc(1, msg.procedure)
-        if parts is None:
-            self._send(message.Result(msg.request, args=[value]))
-            return
-        sender = ResultInParts(self.link, msg.request, parts, self._call_over)
-        self.calls[msg.request] = sender
-        sender.pump()
 
     def _check_calls(self, request: int) -> None:
         if request in self.calls:
