@@ -11,4 +11,5 @@ calls.py       a result in parts, paced by the client's reading
 session.py     WampHub and WampSession: the broker/dealer side of one client
 protocol.py    the WebSocket protocol and factory that carry a WampSession
 publisher.py   CrossbarPublisher: joins a Crossbar.io router, publishes there
+crossbar.py    CrossbarSession: the publisher's session on the router
 """
