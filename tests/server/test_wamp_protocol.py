@@ -22,6 +22,7 @@ from twisted.internet import defer
 from twisted.internet.endpoints import SSL4ClientEndpoint
 
 from orderbook.book.books import BlockResult
+from orderbook.metrics import Metrics
 from orderbook.server.wamp.protocol import make_wamp_factory
 from orderbook.server.wamp.session import WampHub
 from tests.server.harness import Client, Harness, until
@@ -268,6 +269,9 @@ async def test_ticket_authentication_over_the_wire(reactor: Any, tmp_path: Path)
             await harness.join()
         anonymous = await harness.join(query="?token=t0ken")  # as JSON API clients do
         assert anonymous.details.authmethod == "anonymous"
+        assert make_wamp_factory(harness.hub, harness.ws, reactor).ticket_auth is True
+        plain = WampHub("orderbook", harness.registry, harness.books, Metrics())
+        assert make_wamp_factory(plain, harness.ws, reactor).ticket_auth is False
     finally:
         await harness.stop()
 

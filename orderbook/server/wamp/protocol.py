@@ -127,6 +127,12 @@ class WampFactory(FeedFactory):
         super().__init__(registry, ws, clock, protocols=[SUBPROTOCOL], **kwargs)
         self.hub = hub
 
+    @property
+    def ticket_auth(self) -> bool:
+        """True when sessions check tickets: the site may then let a WAMP upgrade
+        without a token through (a wrong token is still refused there)."""
+        return self.hub.tokens.enabled
+
 
 def make_wamp_factory(hub: WampHub, ws: WebSocketSettings, clock: Any) -> WampFactory:
     """The factory to pass as ``make_site(..., wamp_factory=...)``."""
