@@ -61,6 +61,7 @@ class Options(usage.Options):
 
     settings: Settings
     listens: list[tls.Listen]
+    metrics_listens: list[tls.Listen]
 
     def postOptions(self) -> None:
         if self["example-config"]:
@@ -74,8 +75,10 @@ class Options(usage.Options):
             process.fail(str(exc))
         section = self.settings.tls
         try:
-            self.listens = [tls.parse_listen(s, section) for s in self.settings.server.listen]
-            tls.check(self.listens, section)
+            server = self.settings.server
+            self.listens = [tls.parse_listen(s, section) for s in server.listen]
+            self.metrics_listens = [tls.parse_listen(s, section) for s in server.metrics_listen]
+            tls.check(self.listens + self.metrics_listens, section)
         except tls.CertificateError as exc:
             process.fail(f"{self.settings.source}: {exc}")
         if self.parent is not None:
@@ -99,6 +102,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     from orderbook.feed.registry import Registry
     from orderbook.metrics import Metrics
     from orderbook.node.service import IngestService
+    from orderbook.server.health import make_ops_site
 
     settings = options.settings
     top = Startup()
@@ -121,10 +125,26 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     status = _status(ingest.status, router)
     ingest.setServiceParent(top)
     GcPolicy().setServiceParent(top)
-    site = _site(settings, books, feed, metrics, status, reactor, top)
-    for listen in options.listens:
-        _listening(listen, site, certificates, reactor, settings).setServiceParent(top)
+    tokens = _tokens(settings, metrics, reload)
+    site = _site(settings, books, feed, metrics, status, reactor, top, tokens)
+    ops = make_ops_site(status, feed, metrics, tokens if settings.access.protect_metrics else None)
+    served = [(listen, site) for listen in options.listens]
+    served += [(listen, ops) for listen in options.metrics_listens]
+    for listen, factory in served:
+        _listening(listen, factory, certificates, reactor, settings).setServiceParent(top)
     return top
+
+
+def _tokens(settings: Settings, metrics: Any, reload: process.HangupReload) -> Any:
+    """The access tokens ([access] tokens_file), re-read on SIGHUP."""
+    from orderbook.server.access import TokenStore
+
+    try:
+        tokens = TokenStore(settings.access.tokens_file, metrics)
+    except ConfigError as exc:
+        process.fail(f"{settings.source}: {exc}")
+    reload.add(tokens.reload)
+    return tokens
 
 
 def _process_services(
@@ -151,6 +171,7 @@ def _site(
     status: Status,
     reactor: Any,
     top: MultiService,
+    tokens: Any,
 ) -> Site:
     from orderbook.server.site import make_site
 
@@ -164,6 +185,8 @@ def _site(
         status,
         reactor=reactor,
         wamp_factory=wamp,
+        tokens=tokens,
+        protect_metrics=settings.access.protect_metrics,
     )
 
 
