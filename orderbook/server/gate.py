@@ -223,6 +223,8 @@ class GateProtocol(ProtocolWrapper):
         self._replied = True
         self.factory.handshaking.discard(self)
         self.transport.write(http_reply(status, text))
+        if self._connected:  # the HTTP channel's producer would hold the close back
+            self.transport.unregisterProducer()
         self.disconnecting = 1
         self.transport.loseConnection()
         self._timer = self.factory.clock.callLater(CLOSE_GRACE_S, self.transport.abortConnection)
