@@ -120,7 +120,10 @@ def make_site(
     if ws.echo:
         echo = EchoFactory(registry, ws, reactor)
         echo.setProtocolOptions(**protocol_options(ws))
-        _put(root, server.path + "-echo", GatedWebSocketResource(echo))
+        echo_resource: Resource = GatedWebSocketResource(echo)
+        if guard is not None:
+            echo_resource = Guarded(echo_resource, guard, "echo")
+        _put(root, server.path + "-echo", echo_resource)
     if not server.metrics_listen:
         ops_guard = guard if protect_metrics else None
         health.mount(root, status_provider, registry, metrics, ops_guard)
