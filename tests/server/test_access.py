@@ -331,8 +331,8 @@ class WampTokenHarness(TokenHarness):
         super().__init__(reactor, tmp_path, **ws)
 
     def make_site(self, reactor: Any, wamp_factory: Any = None) -> Any:
-        from orderbook.server.wamp import WampHub
-        from orderbook.server.wamp_protocol import make_wamp_factory
+        from orderbook.server.wamp.protocol import make_wamp_factory
+        from orderbook.server.wamp.session import WampHub
 
         factory = make_wamp_factory(
             WampHub("orderbook", self.registry, self.books, self.metrics), self.ws, reactor
