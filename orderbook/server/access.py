@@ -13,8 +13,8 @@ the reason in the body and a ``WWW-Authenticate: Bearer`` header.
 
 Comparison is constant-time over every token. ``SIGHUP`` re-reads the file
 (:class:`ReloadOnHangup`); a file that became unreadable or invalid keeps the
-tokens in force, logs why and counts the failure. Connections already open
-are not re-checked.
+tokens in force, logs why and counts the failure. Open WebSockets whose token
+is gone from the new file are closed (1008 ``access token revoked``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import hmac
 import re
 import signal
+import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ TOKEN = re.compile(r"[A-Za-z0-9\-._~]{16,512}")
 _COMMENT = re.compile(r"\s#")
 _QUERY_TOKEN = re.compile(rb"([?&]token=)[^&\s\"]*")
 _log = Logger(namespace="orderbook.access")
+CLOSE_POLICY = 1008
 
 
 def parse_tokens(text: str, source: str) -> list[bytes]:
@@ -73,6 +75,7 @@ class TokenStore:
     def __init__(self, path: Path | None, metrics: Metrics | None = None) -> None:
         self.path = path
         self._tokens: list[bytes] = read_tokens(path) if path is not None else []
+        self._holders: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
         metrics = metrics if metrics is not None else Metrics()
         metrics.gauge("orderbook_access_tokens", "Tokens in force", read=lambda: len(self._tokens))
         self.reloads = metrics.counter(
@@ -96,7 +99,9 @@ class TokenStore:
             return True
         if token is None:
             return False
-        candidate = token.encode("utf-8", "replace")
+        return self._known(token.encode("utf-8", "replace"))
+
+    def _known(self, candidate: bytes) -> bool:
         found = False
         for known in self._tokens:  # every token, so the time does not say which matched
             found |= hmac.compare_digest(candidate, known)
@@ -115,7 +120,31 @@ class TokenStore:
         self._tokens = tokens
         self.reloads.inc(1, "ok")
         _log.info("reloaded {count} tokens from {path}", count=len(tokens), path=str(self.path))
+        self._close_revoked()
         return True
+
+    def hold(self, token: str, connection: Any) -> None:
+        """Remember that open ``connection`` was let in with ``token`` (closed if revoked)."""
+        self._holders[connection] = token.encode("utf-8", "replace")
+
+    def _close_revoked(self) -> None:
+        revoked = [c for c, token in self._holders.items() if not self._known(token)]
+        for connection in revoked:
+            del self._holders[connection]
+            _close(connection, CLOSE_POLICY, "access token revoked")
+        if revoked:
+            _log.info("closed {count} connections whose token was revoked", count=len(revoked))
+
+
+def _close(connection: Any, code: int, reason: str) -> None:
+    """Start closing a WebSocket (the feed's close_with allows any code; autobahn's few)."""
+    if getattr(connection, "state", None) != getattr(connection, "STATE_OPEN", object()):
+        return
+    close_with = getattr(connection, "close_with", None)
+    if close_with is not None:
+        close_with(code, reason)
+    else:
+        connection.sendClose(code, reason)
 
 
 def bearer_token(authorization: str | None, query_tokens: Iterable[str]) -> str | None:
@@ -160,10 +189,21 @@ class Guarded(Resource):
     def render(self, request: Request) -> Any:
         token = request_token(request)
         if self.tokens.accepts(token) or (token is None and self.allow_missing):
-            return self.resource.render(request)
+            return self._render(request, token)
         reason = "missing" if token is None else "invalid"
         self.tokens.denied.inc(1, self.endpoint, reason)
         return unauthorized(request, reason)
+
+    def _render(self, request: Request, token: str | None) -> Any:
+        """Render; after a WebSocket upgrade remember its token (to close it if revoked)."""
+        channel = request.channel
+        below = channel.transport
+        result = self.resource.render(request)
+        if token is not None and self.tokens.enabled and channel.transport is None:
+            connection = getattr(below, "wrappedProtocol", None)
+            if connection is not None:
+                self.tokens.hold(token, connection)
+        return result
 
 
 def unauthorized(request: Request, reason: str) -> bytes:

@@ -277,6 +277,24 @@ async def test_reload_applies_to_new_upgrades(token_server, tmp_path):
 
 
 @pytest_twisted.ensureDeferred
+async def test_reload_closes_connections_whose_token_was_revoked(token_server, tmp_path):
+    """An open WebSocket whose token left the file is closed 1008; the others stay."""
+    harness = await token_server()
+    revoked = await harness.open(f"/ws?token={GOOD}")
+    kept = await harness.open(headers={"Authorization": f"Bearer {OTHER}"})
+    await revoked.opened
+    await kept.opened
+    tokens_file(tmp_path, OTHER)
+    assert harness.store.reload()
+    assert await revoked.closed == (1008, "access token revoked")
+    kept.send({"method": "ping"})
+    await kept.channel("pong")
+    tokens_file(tmp_path, "# nobody")
+    assert harness.store.reload()
+    assert await kept.closed == (1008, "access token revoked")
+
+
+@pytest_twisted.ensureDeferred
 async def test_health_and_metrics_protected_by_default(token_server):
     """With tokens on, /health and /metrics answer 401 without one and 200 with one."""
     harness = await token_server()
