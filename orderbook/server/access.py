@@ -38,7 +38,7 @@ from orderbook.metrics import Metrics
 
 TOKEN = re.compile(r"[A-Za-z0-9\-._~]{16,512}")
 _COMMENT = re.compile(r"\s#")
-_QUERY_TOKEN = re.compile(rb"([?&]token=)[^&\s\"]*")
+_QUERY_TOKEN = re.compile(r"([?&]token=)[^&\s\"]*")
 _log = Logger(namespace="orderbook.access")
 CLOSE_POLICY = 1008
 
@@ -222,13 +222,8 @@ def unauthorized(request: Request, reason: str) -> bytes:
 
 
 def redacting_log_formatter(timestamp: str, request: Request) -> str:
-    """twisted.web's combined log line with every ``token=`` query value hidden."""
-    uri = request.uri
-    request.uri = _QUERY_TOKEN.sub(rb"\1REDACTED", uri)
-    try:
-        return combinedLogFormatter(timestamp, request)
-    finally:
-        request.uri = uri
+    """twisted.web's combined log line with every ``token=`` value hidden (URI and Referer)."""
+    return _QUERY_TOKEN.sub(r"\1REDACTED", combinedLogFormatter(timestamp, request))
 
 
 class ReloadOnHangup(Service):

@@ -142,17 +142,18 @@ def test_bearer_header_first_then_query():
 
 
 def test_access_log_hides_tokens():
-    """The access log line keeps the path and hides every token= value."""
+    """The access log line keeps the path and hides every token= value (Referer too)."""
     request = DummyRequest([b"ws"])
     request.uri = f"/ws?coin=BTC&token={GOOD}&x=1".encode()
     request.method = b"GET"
     request.clientproto = b"HTTP/1.1"
     request.code = 200
     request.sentLength = 0
+    request.requestHeaders.setRawHeaders(b"referer", [f"https://h/?token={OTHER}".encode()])
     line = redacting_log_formatter("[t]", request)
-    assert GOOD not in line
+    assert GOOD not in line and OTHER not in line
     assert "/ws?coin=BTC&token=REDACTED&x=1" in line
-    assert request.uri.endswith(b"&x=1") and GOOD.encode() in request.uri
+    assert '"https://h/?token=REDACTED"' in line
 
 
 # -- a real TLS server with tokens ---------------------------------------------------
