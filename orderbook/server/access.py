@@ -12,7 +12,7 @@ it through :meth:`TokenStore.accepts`). A refused upgrade gets HTTP 401 with
 the reason in the body and a ``WWW-Authenticate: Bearer`` header.
 
 Comparison is constant-time over every token. ``SIGHUP`` re-reads the file
-(:class:`ReloadOnHangup`); a file that became unreadable or invalid keeps the
+(:meth:`TokenStore.reload` is one of the process's SIGHUP hooks); a file that became unreadable or invalid keeps the
 tokens in force, logs why and counts the failure. Open WebSockets whose token
 is gone from the new file are closed (1008 ``access token revoked``).
 """
@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import hmac
 import re
-import signal
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from twisted.application.service import Service
 from twisted.logger import Logger
 from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import Resource
@@ -224,30 +222,3 @@ def unauthorized(request: Request, reason: str) -> bytes:
 def redacting_log_formatter(timestamp: str, request: Request) -> str:
     """twisted.web's combined log line with every ``token=`` value hidden (URI and Referer)."""
     return _QUERY_TOKEN.sub(r"\1REDACTED", combinedLogFormatter(timestamp, request))
-
-
-class ReloadOnHangup(Service):
-    """Call ``reload`` in the reactor thread on every SIGHUP (previous handlers still run).
-
-    A minimal hook until the server has a shared SIGHUP reload list.
-    """
-
-    def __init__(self, reload: Callable[[], Any], reactor: Any = None) -> None:
-        if reactor is None:
-            from twisted.internet import reactor
-        self.reload = reload
-        self.reactor = reactor
-        self._previous: Any = None
-
-    def startService(self) -> None:
-        super().startService()
-        self._previous = signal.signal(signal.SIGHUP, self._hangup)
-
-    def stopService(self) -> None:
-        super().stopService()
-        signal.signal(signal.SIGHUP, self._previous or signal.SIG_DFL)
-
-    def _hangup(self, signum: int, frame: Any) -> None:
-        self.reactor.callFromThread(self.reload)
-        if callable(self._previous):
-            self._previous(signum, frame)

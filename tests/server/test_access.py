@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,6 @@ from orderbook.config import ConfigError, ServerSettings
 from orderbook.metrics import Metrics
 from orderbook.server import access
 from orderbook.server.access import (
-    ReloadOnHangup,
     TokenStore,
     bearer_token,
     parse_tokens,
@@ -28,7 +25,7 @@ from orderbook.server.access import (
 )
 from orderbook.server.health import make_ops_site
 from orderbook.server.site import make_site
-from tests.server.harness import Client, Harness, until
+from tests.server.harness import Client, Harness
 from tests.server.test_site import _Trust
 
 GOOD = "tok-" + "a" * 28
@@ -109,27 +106,6 @@ def test_reload_replaces_tokens_and_keeps_them_when_the_file_breaks(tmp_path):
     assert 'orderbook_access_reloads_total{result="ok"} 1' in text
     assert 'orderbook_access_reloads_total{result="error"} 2' in text
     assert "orderbook_access_tokens 1" in text
-
-
-@pytest_twisted.ensureDeferred
-async def test_sighup_reloads_and_chains_the_previous_handler(reactor, tmp_path):
-    """A real SIGHUP re-reads the file in the reactor thread; an earlier handler still runs."""
-    seen: list[int] = []
-    previous = signal.signal(signal.SIGHUP, lambda signum, frame: seen.append(signum))
-    try:
-        path = tokens_file(tmp_path, GOOD)
-        store = TokenStore(path)
-        service = ReloadOnHangup(store.reload, reactor)
-        service.startService()
-        tokens_file(tmp_path, OTHER)
-        os.kill(os.getpid(), signal.SIGHUP)
-        await until(reactor, lambda: store.accepts(OTHER))
-        assert not store.accepts(GOOD)
-        assert seen == [signal.SIGHUP]
-        service.stopService()
-        assert signal.getsignal(signal.SIGHUP) is not service._hangup
-    finally:
-        signal.signal(signal.SIGHUP, previous)
 
 
 def test_bearer_header_first_then_query():
