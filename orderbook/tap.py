@@ -175,7 +175,7 @@ def _site(
 ) -> Site:
     from orderbook.server.site import make_site
 
-    wamp = _wamp_factory(settings, feed, books, metrics, status, reactor, top)
+    wamp = _wamp_factory(settings, feed, books, metrics, status, reactor, top, tokens)
     return make_site(
         settings.server,
         settings.websocket,
@@ -260,13 +260,14 @@ def _wamp_factory(
     status: Status,
     reactor: Any,
     top: MultiService,
+    tokens: Any,
 ) -> Any:
     if not settings.wamp.enabled:
         return None
     from orderbook.server.wamp.protocol import make_wamp_factory
     from orderbook.server.wamp.session import WampHub
 
-    hub = WampHub(settings.wamp.realm, feed, books, metrics, status=status)
+    hub = WampHub(settings.wamp.realm, feed, books, metrics, status=status, tokens=tokens)
     WampShutdown(hub).setServiceParent(top)
     return make_wamp_factory(hub, settings.websocket, reactor)
 

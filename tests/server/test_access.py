@@ -145,7 +145,8 @@ class TokenHarness(Harness):
         super().__init__(reactor, tmp_path, **ws)
 
     def make_site(self, reactor: Any, wamp_factory: Any = None) -> Any:
-        self.store = TokenStore(self.tokens_path, self.metrics)
+        if not hasattr(self, "store"):
+            self.store = TokenStore(self.tokens_path, self.metrics)
         server = ServerSettings(
             listen=("ssl:0",), path="/ws", page=False, metrics_listen=self.metrics_listen
         )
@@ -319,7 +320,8 @@ async def test_metrics_listen_moves_health_and_metrics_off_the_public_site(react
 
 
 class WampTokenHarness(TokenHarness):
-    """Tokens on, WAMP beside the JSON API; ``ticket_auth``: the sessions check tickets."""
+    """Tokens on, WAMP beside the JSON API; ``ticket_auth``: its sessions get the tokens
+    (and ask for a ticket), else they are anonymous and the upgrade needs a token."""
 
     def __init__(self, reactor: Any, tmp_path: Path, ticket_auth: bool, **ws: Any) -> None:
         self.ticket_auth = ticket_auth
@@ -329,10 +331,11 @@ class WampTokenHarness(TokenHarness):
         from orderbook.server.wamp.protocol import make_wamp_factory
         from orderbook.server.wamp.session import WampHub
 
-        factory = make_wamp_factory(
-            WampHub("orderbook", self.registry, self.books, self.metrics), self.ws, reactor
-        )
-        factory.ticket_auth = self.ticket_auth
+        self.store = TokenStore(self.tokens_path, self.metrics)
+        tokens = {"tokens": self.store} if self.ticket_auth else {}
+        hub = WampHub("orderbook", self.registry, self.books, self.metrics, **tokens)
+        factory = make_wamp_factory(hub, self.ws, reactor)
+        assert factory.ticket_auth is self.ticket_auth
         return super().make_site(reactor, factory)
 
     async def open_wamp(self, path: str = "/ws") -> Client:
@@ -365,5 +368,63 @@ async def test_wamp_upgrade_token_or_ticket(reactor, tmp_path, ticket_auth):
         await good.opened
         assert denied(harness, "wamp", "invalid") == 1
         assert denied(harness, "wamp", "missing") == (0 if ticket_auth else 1)
+    finally:
+        await harness.stop()
+
+
+class TicketClient:
+    """An autobahn-python WAMP session that joins with WAMP-Ticket ``ticket``."""
+
+    @staticmethod
+    async def join(harness: WampTokenHarness, ticket: str) -> Any:
+        from autobahn.twisted.wamp import ApplicationSession
+        from autobahn.twisted.websocket import WampWebSocketClientFactory
+        from autobahn.wamp.serializer import JsonSerializer
+        from autobahn.wamp.types import ComponentConfig
+        from twisted.internet import defer
+
+        outcome: defer.Deferred[Any] = defer.Deferred()
+
+        class Session(ApplicationSession):
+            def onConnect(self) -> None:
+                self.join("orderbook", authmethods=["ticket"], authid="test")
+
+            def onChallenge(self, challenge: Any) -> str:
+                return ticket
+
+            def onJoin(self, details: Any) -> None:
+                outcome.callback(("joined", details.authmethod))
+                self.leave()
+
+            def onLeave(self, details: Any) -> None:
+                if not outcome.called:
+                    outcome.callback(("left", details.reason))
+                self.disconnect()
+
+        factory = WampWebSocketClientFactory(
+            lambda: Session(ComponentConfig("orderbook")),
+            url=f"wss://localhost:{harness.port_number}/ws",
+            serializers=[JsonSerializer()],
+        )
+        endpoint = SSL4ClientEndpoint(
+            harness.reactor, "127.0.0.1", harness.port_number, harness.tls()
+        )
+        await endpoint.connect(factory)
+        return await outcome
+
+
+@pytest_twisted.ensureDeferred
+async def test_wamp_ticket_is_checked_against_the_same_tokens(reactor, tmp_path):
+    """A WAMP client without an upgrade token joins with a token from the file as its
+    ticket; a ticket that is not in the file is refused; a reload applies to tickets."""
+    harness = await WampTokenHarness(reactor, tmp_path, True).start()
+    try:
+        assert await TicketClient.join(harness, GOOD) == ("joined", "ticket")
+        refused = await TicketClient.join(harness, "not-a-token-0123456789")
+        assert refused == ("left", "wamp.error.authentication_failed")
+        tokens_file(tmp_path, OTHER)
+        assert harness.store.reload()
+        assert (await TicketClient.join(harness, GOOD))[0] == "left"
+        assert await TicketClient.join(harness, OTHER) == ("joined", "ticket")
     finally:
         await harness.stop()
