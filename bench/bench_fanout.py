@@ -168,6 +168,7 @@ def serve_once(clients: int, seconds: float, use_tls: bool, mode: str, rate: flo
     books = _books()
     ws = WebSocketSettings(
         max_connections=clients + 10,
+        max_connections_per_ip=0,  # every client is on 127.0.0.1
         idle_timeout_s=0,
         auto_ping_interval_s=0,
         max_message_bytes=1 << 20,

@@ -204,6 +204,7 @@ class ServerSettings:
     page: bool = True
     workers: int = key(os.cpu_count() or 1, minimum=1)
     balance: str = key("reuseport", choices=BALANCES)
+    metrics_listen: tuple[str, ...] = key((), parse=_lines)
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,8 @@ class WebSocketSettings:
 
     compression: bool = True
     max_connections: int = key(10_000, minimum=1)
+    max_connections_per_ip: int = key(100, minimum=0)
+    handshake_timeout_s: float = key(10.0, minimum=0)
     max_subscriptions: int = key(1000, minimum=1)
     max_message_bytes: int = key(65_536, minimum=128)
     messages_per_minute: int = key(2000, minimum=1)
@@ -235,6 +238,15 @@ class WampSettings:
     router_ticket: str = ""
     router_cryptosign_key: Path | None = None
     router_ca_certificate: Path | None = None
+    allow_plaintext_ticket: bool = False
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    """Bearer tokens for clients (section ``[access]``); no tokens_file: open to all."""
+
+    tokens_file: Path | None = None
+    protect_metrics: bool = True
 
 
 @dataclass(frozen=True)
@@ -266,6 +278,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     websocket: WebSocketSettings = field(default_factory=WebSocketSettings)
     wamp: WampSettings = field(default_factory=WampSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
     log: LogSettings = field(default_factory=LogSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
 
@@ -332,9 +345,16 @@ def _check_consistency(source: Path, settings: Settings) -> None:
     node = settings.node
     if not settings.simulator.enabled and not node.data_dir.is_dir():
         raise ConfigError(f"{source}: [node] data_dir: directory {str(node.data_dir)!r} not found")
-    for spec in settings.server.listen:
+    for spec in settings.server.listen + settings.server.metrics_listen:
         if uses_tls_section(spec):
             _check_tls(source, settings.tls, spec)
+    wamp = settings.wamp
+    plain = wamp.router_url.startswith("ws://") and not wamp.allow_plaintext_ticket
+    if plain and wamp.router_ticket and wamp.router_cryptosign_key is None:
+        raise ConfigError(
+            f"{source}: [wamp] router_ticket: refused over plain ws:// (the ticket would "
+            "travel unencrypted): use a wss:// router_url, or allow_plaintext_ticket = yes"
+        )
 
 
 TLS_ENDPOINTS = ("ssl:", "systemd:")

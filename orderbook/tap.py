@@ -64,6 +64,7 @@ class Options(usage.Options):
 
     settings: Settings
     listens: list[tls.Listen]
+    metrics_listens: list[tls.Listen]
 
     def postOptions(self) -> None:
         if self["example-config"]:
@@ -77,8 +78,10 @@ class Options(usage.Options):
             process.fail(str(exc))
         section = self.settings.tls
         try:
-            self.listens = [tls.parse_listen(s, section) for s in self.settings.server.listen]
-            tls.check(self.listens, section)
+            server = self.settings.server
+            self.listens = [tls.parse_listen(s, section) for s in server.listen]
+            self.metrics_listens = [tls.parse_listen(s, section) for s in server.metrics_listen]
+            tls.check(self.listens + self.metrics_listens, section)
         except tls.CertificateError as exc:
             process.fail(f"{self.settings.source}: {exc}")
         if self.parent is not None:
@@ -102,6 +105,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     from orderbook.feed.registry import Registry
     from orderbook.metrics import Metrics
     from orderbook.node.service import IngestService
+    from orderbook.server.health import health_document, make_ops_site
 
     settings = options.settings
     role = environment.role()
@@ -124,14 +128,21 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     status = _status(ingest.status, router)
     ingest.setServiceParent(top)
     GcPolicy().setServiceParent(top)
-    exposition = None
+    tokens = _tokens(settings, metrics, reload)
+    document, exposition = health_document(status, feed), None
     if role is not None:
-        link = WorkerLink(reactor, role.link_fd, _own_health(status, feed), metrics)
-        status, exposition = _server_view(link, status), link
-    site = _site(settings, books, feed, metrics, status, reactor, top, exposition)
-    for index, listen in enumerate(options.listens):
-        fd = None if role is None else role.listen_fds[index]
-        _listening(listen, site, certificates, reactor, settings, fd).setServiceParent(top)
+        link = WorkerLink(reactor, role.link_fd, document, metrics)
+        document, exposition = _server_view(link, document), link
+    site = _site(settings, books, feed, metrics, status, reactor, top, tokens, document, exposition)
+    served = [
+        (listen, site, None if role is None else role.listen_fds[index])
+        for index, listen in enumerate(options.listens)
+    ]
+    if role is None:  # a worker's parent serves metrics_listen for the whole server
+        ops = make_ops_site(document, metrics, _ops_tokens(settings, tokens))
+        served += [(listen, ops, None) for listen in options.metrics_listens]
+    for listen, factory, fd in served:
+        _listening(listen, factory, certificates, reactor, settings, fd).setServiceParent(top)
     return top
 
 
@@ -147,11 +158,13 @@ def _simulator(settings: Settings, top: MultiService) -> None:
 
 def _parent(options: Options, reactor: Any) -> IService:
     """``[server] workers = N``: bind, then supervise N worker processes (each a server)."""
+    from orderbook.server.health import make_ops_site
     from orderbook.workers.parent import ParentService
 
     settings = options.settings
     top = Startup()
-    reload, _ = _process_services(settings, reactor, top)  # self-signed pair made once, here
+    # the self-signed pair is made once, here, before any worker starts
+    reload, certificates = _process_services(settings, reactor, top)
     _simulator(settings, top)
     parent = ParentService(
         reactor,
@@ -166,6 +179,10 @@ def _parent(options: Options, reactor: Any) -> IService:
     )
     parent.setServiceParent(top)
     reload.add(parent.reload_workers)
+    tokens = _tokens(settings, parent.metrics, reload)
+    ops = make_ops_site(parent.health, parent, _ops_tokens(settings, tokens))
+    for listen in options.metrics_listens:
+        _listening(listen, ops, certificates, reactor, settings).setServiceParent(top)
     return top
 
 
@@ -179,26 +196,30 @@ def _worker_node(settings: Settings, role: environment.WorkerRole) -> NodeSettin
     )
 
 
-def _own_health(status: Status, feed: Registry) -> Status:
-    """This process's /health document, as a worker reports it to the parent."""
-
-    def health() -> dict[str, Any]:
-        return {
-            **status(),
-            "connections": feed.connection_count(),
-            "subscriptions": feed.subscription_count(),
-        }
-
-    return health
-
-
-def _server_view(link: WorkerLink, status: Status) -> Status:
+def _server_view(link: WorkerLink, own: Status) -> Status:
     """A worker's /health: the whole server's, as the parent last sent it."""
 
-    def health() -> dict[str, Any]:
-        return link.server_health(status())
+    def document() -> dict[str, Any]:
+        return link.server_health(own())
 
-    return health
+    return document
+
+
+def _ops_tokens(settings: Settings, tokens: Any) -> Any:
+    """The tokens /health and /metrics ask for (None: open, [access] protect_metrics = no)."""
+    return tokens if settings.access.protect_metrics else None
+
+
+def _tokens(settings: Settings, metrics: Any, reload: process.HangupReload) -> Any:
+    """The access tokens ([access] tokens_file), re-read on SIGHUP."""
+    from orderbook.server.access import TokenStore
+
+    try:
+        tokens = TokenStore(settings.access.tokens_file, metrics)
+    except ConfigError as exc:
+        process.fail(f"{settings.source}: {exc}")
+    reload.add(tokens.reload)
+    return tokens
 
 
 def _process_services(
@@ -227,12 +248,14 @@ def _site(
     status: Status,
     reactor: Any,
     top: MultiService,
+    tokens: Any,
+    document: Status,
     exposition: Any = None,
 ) -> Site:
-    """The Site; ``exposition`` renders /metrics when it is not ``metrics`` (a worker's)."""
+    """The public Site; a worker's ``document`` and ``exposition`` are the whole server's."""
     from orderbook.server.site import make_site
 
-    wamp = _wamp_factory(settings, feed, books, metrics, status, reactor, top)
+    wamp = _wamp_factory(settings, feed, books, metrics, status, reactor, top, tokens)
     return make_site(
         settings.server,
         settings.websocket,
@@ -242,6 +265,9 @@ def _site(
         status,
         reactor=reactor,
         wamp_factory=wamp,
+        tokens=tokens,
+        protect_metrics=settings.access.protect_metrics,
+        health_document=document,
     )
 
 
@@ -319,13 +345,14 @@ def _wamp_factory(
     status: Status,
     reactor: Any,
     top: MultiService,
+    tokens: Any,
 ) -> Any:
     if not settings.wamp.enabled:
         return None
     from orderbook.server.wamp.protocol import make_wamp_factory
     from orderbook.server.wamp.session import WampHub
 
-    hub = WampHub(settings.wamp.realm, feed, books, metrics, status=status)
+    hub = WampHub(settings.wamp.realm, feed, books, metrics, status=status, tokens=tokens)
     WampShutdown(hub).setServiceParent(top)
     return make_wamp_factory(hub, settings.websocket, reactor)
 

@@ -7,29 +7,33 @@ handshake of every client that offers ALPN (browsers, curl).
     <path>        the JSON API (and WAMP v2 when a wamp factory is given and the
                   client offers subprotocol wamp.2.json)
     <path>-echo   echo endpoint for the Autobahn|Testsuite ([websocket] echo)
-    /health       JSON status; 200 when ingestion is ready, else 503
-    /metrics      Prometheus text
+    /health       JSON status (orderbook.server.health), unless [server]
+    /metrics      metrics_listen serves them on their own endpoints
     /             the page (orderbook/server/static) when [server] page is on
+
+Every socket goes through the connection gate (orderbook.server.gate); with
+access control on (orderbook.server.access) the WebSocket upgrades need a token.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import Request
 from twisted.web.static import File
 
 from orderbook.book.books import Books
 from orderbook.config import ServerSettings, WebSocketSettings
 from orderbook.feed.registry import Registry
 from orderbook.metrics import Metrics
+from orderbook.server import health
+from orderbook.server.access import Guarded, TokenStore, redacting_log_formatter
+from orderbook.server.gate import Gate, GatedSite, GatedWebSocketResource
 from orderbook.server.protocol import EchoFactory, FeedFactory
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -72,40 +76,6 @@ def protocol_options(ws: WebSocketSettings) -> dict[str, Any]:
     }
 
 
-class HealthResource(Resource):
-    """``GET /health``: the ingest status plus connection counts."""
-
-    isLeaf = True
-
-    def __init__(self, status_provider: Callable[[], dict[str, Any]], registry: Registry) -> None:
-        super().__init__()
-        self.status_provider = status_provider
-        self.registry = registry
-
-    def render_GET(self, request: Request) -> bytes:
-        document = dict(self.status_provider())
-        document.setdefault("connections", self.registry.connection_count())
-        document.setdefault("subscriptions", self.registry.subscription_count())
-        request.setResponseCode(200 if document.get("state") == "ready" else 503)
-        request.setHeader(b"content-type", b"application/json")
-        request.setHeader(b"cache-control", b"no-store")
-        return json.dumps(document).encode() + b"\n"
-
-
-class MetricsResource(Resource):
-    """``GET /metrics``: Prometheus text exposition."""
-
-    isLeaf = True
-
-    def __init__(self, metrics: Metrics) -> None:
-        super().__init__()
-        self.metrics = metrics
-
-    def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
-        return self.metrics.render().encode()
-
-
 class SubprotocolSwitch(Resource):
     """One WebSocket path, two protocols: WAMP for clients offering wamp.2.json."""
 
@@ -132,28 +102,63 @@ def make_site(
     status_provider: Callable[[], dict[str, Any]],
     reactor: Any = None,
     wamp_factory: WebSocketServerFactory | None = None,
-) -> Site:
-    """The Site for every listen endpoint (the registry must be built on ``books``)."""
+    tokens: TokenStore | None = None,
+    protect_metrics: bool = True,
+    health_document: Callable[[], dict[str, Any]] | None = None,
+) -> GatedSite:
+    """The Site for every public listen endpoint (the registry must be built on ``books``).
+
+    ``tokens`` (enabled): WebSocket upgrades need a token, and /health and
+    /metrics too when ``protect_metrics``. ``health_document`` replaces the
+    status plus this process's counts (a worker serves the whole server's).
+    """
     if reactor is None:
         from twisted.internet import reactor
     if registry.status_provider is None:
         registry.status_provider = status_provider
+    guard = tokens if tokens is not None and tokens.enabled else None
     root = _root(server)
-    feed = FeedFactory(registry, ws, reactor)
-    feed.setProtocolOptions(**protocol_options(ws))
-    resource: Resource = WebSocketResource(feed)
-    if wamp_factory is not None:
-        resource = SubprotocolSwitch(resource, WebSocketResource(wamp_factory))
-    _put(root, server.path, resource)
+    _put(root, server.path, _websocket(registry, ws, reactor, wamp_factory, guard))
     if ws.echo:
         echo = EchoFactory(registry, ws, reactor)
         echo.setProtocolOptions(**protocol_options(ws))
-        _put(root, server.path + "-echo", WebSocketResource(echo))
-    root.putChild(b"health", HealthResource(status_provider, registry))
-    root.putChild(b"metrics", MetricsResource(metrics))
-    site = Site(root)
+        echo_resource: Resource = GatedWebSocketResource(echo)
+        if guard is not None:
+            echo_resource = Guarded(echo_resource, guard, "echo")
+        _put(root, server.path + "-echo", echo_resource)
+    if not server.metrics_listen:
+        ops_guard = guard if protect_metrics else None
+        document = health_document or health.health_document(status_provider, registry)
+        health.mount(root, document, metrics, ops_guard)
+    site = GatedSite(
+        root,
+        Gate(ws, metrics, reactor, registry.metrics.rejected),
+        logFormatter=redacting_log_formatter,
+    )
     site.displayTracebacks = False
     return site
+
+
+def _websocket(
+    registry: Registry,
+    ws: WebSocketSettings,
+    reactor: Any,
+    wamp_factory: WebSocketServerFactory | None,
+    tokens: TokenStore | None,
+) -> Resource:
+    """The resource at ``[server] path``: the JSON API, WAMP beside it, behind tokens."""
+    feed = FeedFactory(registry, ws, reactor)
+    feed.setProtocolOptions(**protocol_options(ws))
+    resource: Resource = GatedWebSocketResource(feed)
+    if tokens is not None:
+        resource = Guarded(resource, tokens, "ws")
+    if wamp_factory is None:
+        return resource
+    wamp: Resource = GatedWebSocketResource(wamp_factory)
+    if tokens is not None:
+        ticket_auth = bool(getattr(wamp_factory, "ticket_auth", False))
+        wamp = Guarded(wamp, tokens, "wamp", allow_missing=ticket_auth)
+    return SubprotocolSwitch(resource, wamp)
 
 
 def _root(server: ServerSettings) -> Resource:

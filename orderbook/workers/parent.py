@@ -110,6 +110,18 @@ class ParentService(MultiService):
             )
         super().privilegedStartService()
 
+    def health(self) -> dict[str, Any]:
+        """The whole server's health document (``metrics_listen`` in the parent)."""
+        if self.supervisor is None:
+            return {"state": "initializing", "reason": "workers not started", "workers": []}
+        return self.supervisor.health()
+
+    def render(self) -> str:
+        """The whole server's /metrics text."""
+        if self.supervisor is None:
+            return self.metrics.render()
+        return self.supervisor.exposition()
+
     def reload_workers(self) -> None:
         """SIGHUP reached the parent: every worker re-reads its files too."""
         if self.supervisor is not None:

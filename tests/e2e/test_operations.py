@@ -339,13 +339,18 @@ def test_pip_install_ships_the_example_config_and_it_starts(tmp_path):
     text = _set(text, "private_key", str(key))
     text = _set(text, "listen", f"ssl:{port}:interface=127.0.0.1")  # tests never use fixed ports
     text = _set(text, "info_url", f"http://127.0.0.1:{free_port()}/info")
+    (tmp_path / "tokens").write_text("example-" + "t" * 24 + "\n")
+    text = _set(text, "tokens_file", str(tmp_path / "tokens"))
+    ops = free_port()
+    text = _set(text, "metrics_listen", f"tcp:{ops}:interface=127.0.0.1")
     config = tmp_path / "my.ini"
     config.write_text(text)
     args = [*twistd, "-n", "--pidfile", "", "orderbook", "--config", str(config)]
     server = Proc(args, tmp_path / "twistd.log", tmp_path, env=_clean_env())
     try:
         server.wait_for(rf"listening on 127\.0\.0\.1:{port} \(tls\)")
-        document = _health(port)
+        server.wait_for(rf"listening on 127\.0\.0\.1:{ops} \(plaintext\)")
+        document = _health(f"http://127.0.0.1:{ops}/health")
         assert document["state"] in ("initializing", "bootstrapping")
     finally:
         server.stop()
@@ -358,7 +363,7 @@ def _set(text: str, key: str, value: str) -> str:
     return updated
 
 
-def _health(port: int) -> dict:
+def _health(url: str) -> dict:
     import urllib.error
     import urllib.request
 
@@ -366,9 +371,7 @@ def _health(port: int) -> dict:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with urllib.request.urlopen(
-            f"https://127.0.0.1:{port}/health", timeout=10, context=context
-        ) as response:
+        with urllib.request.urlopen(url, timeout=10, context=context) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as error:  # 503 until the book is live
         return json.loads(error.read())

@@ -17,11 +17,12 @@ from autobahn.twisted.wamp import ApplicationSession
 from autobahn.twisted.websocket import WampWebSocketClientFactory, WebSocketClientFactory
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.serializer import JsonSerializer
-from autobahn.wamp.types import ComponentConfig, PublishOptions, SubscribeOptions
+from autobahn.wamp.types import CallOptions, ComponentConfig, PublishOptions, SubscribeOptions
 from twisted.internet import defer
 from twisted.internet.endpoints import SSL4ClientEndpoint
 
 from orderbook.book.books import BlockResult
+from orderbook.metrics import Metrics
 from orderbook.server.wamp.protocol import make_wamp_factory
 from orderbook.server.wamp.session import WampHub
 from tests.server.harness import Client, Harness, until
@@ -32,20 +33,24 @@ TRADE = {"coin": "BTC", "side": "B", "px": "101.0", "sz": "1.0", "time": 3, "has
 class WampHarness(Harness):
     """The feed harness with WAMP on the same path."""
 
-    def __init__(self, reactor: Any, tmp_path: Path, **ws: Any) -> None:
+    def __init__(self, reactor: Any, tmp_path: Path, tokens: Any = None, **ws: Any) -> None:
+        self.tokens = tokens
         super().__init__(reactor, tmp_path, **ws)
         self.sessions: list[Probe] = []
 
     def make_site(self, reactor: Any, wamp_factory: Any = None) -> Any:
-        self.hub = WampHub("orderbook", self.registry, self.books, self.metrics)
+        auth = {"tokens": self.tokens} if self.tokens is not None else {}
+        self.hub = WampHub("orderbook", self.registry, self.books, self.metrics, **auth)
         return super().make_site(reactor, make_wamp_factory(self.hub, self.ws, reactor))
 
-    async def join(self, realm: str = "orderbook") -> Probe:
-        """An autobahn-python WAMP session joined over wss."""
-        probe = Probe(ComponentConfig(realm))
+    async def join(
+        self, realm: str = "orderbook", ticket: str | None = None, query: str = ""
+    ) -> Probe:
+        """An autobahn-python WAMP session joined over wss (with a ticket if given)."""
+        probe = Probe(ComponentConfig(realm), ticket)
         factory = WampWebSocketClientFactory(
             lambda: probe,
-            url=f"wss://localhost:{self.port_number}/ws",
+            url=f"wss://localhost:{self.port_number}/ws{query}",
             serializers=[JsonSerializer()],
         )
         endpoint = SSL4ClientEndpoint(self.reactor, "127.0.0.1", self.port_number, self.tls())
@@ -75,13 +80,25 @@ class WampHarness(Harness):
 class Probe(ApplicationSession):
     """An autobahn-python client session that records events per topic."""
 
-    def __init__(self, config: ComponentConfig) -> None:
+    def __init__(self, config: ComponentConfig, ticket: str | None = None) -> None:
         super().__init__(config)
+        self.ticket = ticket
         self.joined: defer.Deferred[Probe] = defer.Deferred()
         self.left: defer.Deferred[None] = defer.Deferred()
         self.events: dict[str, list[Any]] = {}
 
+    def onConnect(self) -> None:
+        if self.ticket is None:
+            super().onConnect()
+        else:
+            self.join(self.config.realm, authmethods=["ticket"], authid="probe")
+
+    def onChallenge(self, challenge: Any) -> str:
+        assert challenge.method == "ticket" and self.ticket is not None
+        return self.ticket
+
     def onJoin(self, details: Any) -> None:
+        self.details = details
         self.joined.callback(self)
 
     def onLeave(self, details: Any) -> None:
@@ -222,5 +239,64 @@ async def test_rate_limit_applies_to_wamp(reactor: Any, tmp_path: Path) -> None:
             client.sendMessage(json.dumps([48, request, {}, "orderbook.coins"]).encode())
         code, reason = await client.closed
         assert code == 1008 and "rate limit" in reason
+    finally:
+        await harness.stop()
+
+
+class Tokens:
+    """A fake access token store."""
+
+    enabled = True
+
+    def accepts(self, token: str | None) -> bool:
+        return token == "t0ken"
+
+
+@pytest_twisted.ensureDeferred
+async def test_ticket_authentication_over_the_wire(reactor: Any, tmp_path: Path) -> None:
+    """Access control on: autobahn-python joins with the right ticket, or anonymously
+    with the token on the upgrade URL; a wrong ticket or none at all is refused with a
+    reason saying why."""
+    harness = WampHarness(reactor, tmp_path, tokens=Tokens())
+    await harness.start()
+    try:
+        session = await harness.join(ticket="t0ken")
+        assert session.details.authmethod == "ticket"
+        assert await session.call("orderbook.coins") == ["BTC", "ETH"]
+        with pytest.raises(ConnectionError, match="authentication_failed: invalid ticket"):
+            await harness.join(ticket="guess")
+        with pytest.raises(ConnectionError, match="no_auth_method: .* requires ticket"):
+            await harness.join()
+        anonymous = await harness.join(query="?token=t0ken")  # as JSON API clients do
+        assert anonymous.details.authmethod == "anonymous"
+        assert make_wamp_factory(harness.hub, harness.ws, reactor).ticket_auth is True
+        plain = WampHub("orderbook", harness.registry, harness.books, Metrics())
+        assert make_wamp_factory(plain, harness.ws, reactor).ticket_auth is False
+    finally:
+        await harness.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_snapshot_in_parts_is_paced_by_the_client(reactor: Any, tmp_path: Path) -> None:
+    """A ~5 MB snapshot in parts to a client without compression, with a 256 KiB
+    slow-consumer bound: each part waits for the socket to drain instead of queueing
+    (all at once they would close the client), and the parts rebuild the snapshot."""
+    from tests.server.test_wamp_js import deep_books, snapshot_oids
+
+    books = deep_books()
+    harness = WampHarness(reactor, tmp_path, books=books, max_queued_bytes=256 * 1024)
+    await harness.start()
+    try:
+        session = await harness.join()
+        parts: list[Any] = []
+        options = CallOptions(on_progress=parts.append)
+        final = await session.call("orderbook.l4book.snapshot", "BTC", options=options)
+        parts.append(final)
+        assert len(parts) == 5 and {part["height"] for part in parts} == {100}
+        oids = [[o["oid"] for part in parts for o in part["levels"][side]] for side in (0, 1)]
+        assert oids == snapshot_oids(books, "BTC")
+        whole = await session.call("orderbook.l4book.snapshot", "BTC")
+        assert [[o["oid"] for o in side] for side in whole["levels"]] == oids
+        assert session.is_attached()
     finally:
         await harness.stop()

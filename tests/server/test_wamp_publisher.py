@@ -19,8 +19,9 @@ from autobahn.wamp.serializer import JsonSerializer
 from autobahn.wamp.types import ComponentConfig
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
+from orderbook import config
 from orderbook.book.books import BlockResult
-from orderbook.config import WampSettings
+from orderbook.config import ConfigError, WampSettings
 from orderbook.metrics import Metrics
 from orderbook.server.wamp.publisher import CrossbarPublisher
 from tests.e2e.procs import REPO, Proc, free_port
@@ -143,6 +144,16 @@ class Crossbar:
         return f"ws://127.0.0.1:{self.port}/ws"
 
 
+def credentials(crossbar: Crossbar) -> dict[str, Any]:
+    """Ticket credentials for the test router (plain ws:// on 127.0.0.1: allowed)."""
+    return {
+        "router_url": crossbar.url,
+        "router_authid": "orderbook-server",
+        "router_ticket": TICKET,
+        "allow_plaintext_ticket": True,
+    }
+
+
 @pytest.fixture
 def crossbar(tmp_path: Path) -> Any:
     if not CROSSBAR.exists():
@@ -183,9 +194,7 @@ async def test_events_and_calls_flow_through_crossbar(
     publications (counted) while direct clients keep receiving; a restart reconnects."""
     books = small_books()
     metrics = Metrics()
-    settings = WampSettings(
-        router_url=crossbar.url, router_authid="orderbook-server", router_ticket=TICKET
-    )
+    settings = WampSettings(**credentials(crossbar))
     publisher = CrossbarPublisher(settings, books, metrics, reactor)
     publisher.state_changed({"state": "ready", "height": 100})
     direct = WampHarness(reactor, tmp_path)
@@ -244,9 +253,7 @@ async def test_autobahn_js_on_crossbar_gets_the_events(reactor: Any, crossbar: C
 
     need_node()
     publisher = CrossbarPublisher(
-        WampSettings(
-            router_url=crossbar.url, router_authid="orderbook-server", router_ticket=TICKET
-        ),
+        WampSettings(**credentials(crossbar)),
         small_books(),
         Metrics(),
         reactor,
@@ -265,4 +272,84 @@ async def test_autobahn_js_on_crossbar_gets_the_events(reactor: Any, crossbar: C
         if node is not None and not node.ended.called:
             node.transport.signalProcess("KILL")  # a failed test must not leave node running
             await node.ended
+        await publisher.stopService()
+
+
+def test_a_ticket_is_refused_over_plain_ws(tmp_path: Path) -> None:
+    """router_ticket with a ws:// router_url: the config is refused at load, and a
+    publisher given such settings does not connect and says why in /health."""
+    path = tmp_path / "orderbook.ini"
+    head = f"[node]\ndata_dir = {tmp_path}\n[server]\nlisten = tcp:8000\n"
+    wamp = "[wamp]\nrouter_url = ws://127.0.0.1:9/ws\nrouter_ticket = t\n"
+    path.write_text(head + wamp)
+    with pytest.raises(ConfigError, match=r"\[wamp\] router_ticket: refused over plain ws://"):
+        config.load(path)
+    path.write_text(head + wamp + "allow_plaintext_ticket = yes\n")
+    assert config.load(path).wamp.allow_plaintext_ticket is True
+    path.write_text(head + wamp.replace("ws:", "wss:"))
+    assert config.load(path).wamp.router_ticket == "t"
+
+    settings = WampSettings(router_url="ws://127.0.0.1:9/ws", router_ticket="t")
+    publisher = CrossbarPublisher(settings, small_books(), Metrics())
+    publisher.startService()
+    assert publisher._service is None
+    status = publisher.status()
+    assert status["connected"] is False
+    assert "allow_plaintext_ticket" in status["refused"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_refused_registration_does_not_stop_publishing(
+    reactor: Any, crossbar: Crossbar
+) -> None:
+    """A second instance on the same router cannot register our procedures
+    (procedure_already_exists): /health says so, and it still publishes."""
+    books = small_books()
+    first = CrossbarPublisher(WampSettings(**credentials(crossbar)), books, Metrics(), reactor)
+    second = CrossbarPublisher(WampSettings(**credentials(crossbar)), books, Metrics(), reactor)
+    first.startService()
+    try:
+        await until(reactor, lambda: first.status()["connected"], timeout=20)
+        second.startService()
+        await until(reactor, lambda: second.status()["registration_errors"], timeout=20)
+        errors = second.status()["registration_errors"]
+        assert set(errors) == set(second.procedures.table)
+        assert set(errors.values()) == {"wamp.error.procedure_already_exists"}
+        assert second.status()["registered"] == 0
+        assert first.status()["registration_errors"] == {}
+        assert first.status()["registered"] == 5
+        client = await join_router(reactor, crossbar.port)
+        await client.listen("orderbook.trades.BTC")
+        await until(reactor, lambda: second.status()["topics"] == 1, timeout=10)
+        await first.stopService()
+        second.block_applied(BlockResult(height=101, time_ms=3, trades={"BTC": [TRADE]}))
+        await until(reactor, lambda: client.events["orderbook.trades.BTC"], timeout=10)
+        assert second.status()["published"] >= 1
+        client.leave()
+        await client.left
+    finally:
+        await first.stopService()
+        await second.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_autobahn_js_takes_a_deep_snapshot_in_parts_through_crossbar(
+    reactor: Any, crossbar: Crossbar
+) -> None:
+    """receive_progress through the router: our callee yields parts of <= 1 MiB of one
+    block, Crossbar passes them on, Autobahn|JS in Node rebuilds the snapshot."""
+    from tests.server.test_wamp_js import check_parts, deep_books, need_node, take_snapshot
+
+    need_node()
+    books = deep_books()
+    publisher = CrossbarPublisher(WampSettings(**credentials(crossbar)), books, Metrics(), reactor)
+    publisher.startService()
+    try:
+        await until(reactor, lambda: publisher.status()["connected"], timeout=20)
+        await until(reactor, lambda: publisher.status()["registered"] == 5, timeout=20)
+        code, result = await take_snapshot(reactor, crossbar.url, "progress", None)
+        assert code == 0, result
+        assert len(result["parts"]) == 5
+        check_parts(books, result)
+    finally:
         await publisher.stopService()

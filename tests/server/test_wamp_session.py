@@ -20,22 +20,45 @@ from orderbook.config import WebSocketSettings
 from orderbook.feed.frames import OutgoingMessage
 from orderbook.feed.registry import Registry
 from orderbook.metrics import Metrics
+from orderbook.server.wamp.auth import upgrade_token
+from orderbook.server.wamp.parts import MAX_MESSAGE_BYTES
 from orderbook.server.wamp.session import WampHub, WampSession
 from tests.server.harness import order, small_books
+from tests.server.test_wamp_js import deep_books
 
 _serializer = JsonSerializer()
 TRADE = {"coin": "BTC", "side": "A", "px": "100.0", "sz": "0.5", "time": 1, "hash": "0x1", "tid": 7}
 
 
 class Link:
-    """Records what a session sends; ``close`` records the close code."""
+    """Records what a session sends; ``close`` records the close code.
+
+    ``paused`` plays the transport's flow control (``slow``: every send fills the
+    socket buffer and pauses); ``resume()`` runs what waits.
+    """
 
     def __init__(self) -> None:
         self.sent: list[OutgoingMessage] = []
         self.closed: tuple[int, str] | None = None
+        self.paused = False
+        self.slow = False
+        self.waiting: list[Any] = []
+
+    def writable(self) -> bool:
+        return not self.paused
+
+    def when_writable(self, callback: Any) -> None:
+        self.waiting.append(callback)
+
+    def resume(self) -> None:
+        self.paused = False
+        waiting, self.waiting = self.waiting, []
+        for callback in waiting:
+            callback()
 
     def send(self, msg: OutgoingMessage, key: Any = None, lossless: bool = True) -> int:
         self.sent.append(msg)
+        self.paused = self.paused or self.slow
         return len(msg.payload)
 
     def close(self, code: int, reason: str) -> None:
@@ -48,22 +71,36 @@ class Link:
         return self.messages()[-1]
 
 
+class Tokens:
+    """A fake of the access token store: ``enabled`` and ``accepts(token)``."""
+
+    def __init__(self, *tokens: str, enabled: bool = True) -> None:
+        self.tokens = set(tokens)
+        self.enabled = enabled
+        self.asked: list[str | None] = []
+
+    def accepts(self, token: str | None) -> bool:
+        self.asked.append(token)
+        return token in self.tokens
+
+
 class World:
     """A hub over small real books, and helpers to open sessions."""
 
-    def __init__(self, **ws: Any) -> None:
-        self.books = small_books()
+    def __init__(self, books: Any = None, tokens: Any = None, **ws: Any) -> None:
+        self.books = books if books is not None else small_books()
         self.metrics = Metrics()
         self.ws = WebSocketSettings(**ws)
         self.status = {"state": "ready", "height": 100}
         self.registry = Registry(
             self.books, self.ws, self.metrics, status_provider=lambda: self.status
         )
-        self.hub = WampHub("orderbook", self.registry, self.books, self.metrics)
+        auth = {"tokens": tokens} if tokens is not None else {}
+        self.hub = WampHub("orderbook", self.registry, self.books, self.metrics, **auth)
 
-    def session(self, join: bool = True) -> tuple[WampSession, Link]:
+    def session(self, join: bool = True, token: str | None = None) -> tuple[WampSession, Link]:
         link = Link()
-        session = self.hub.open(link, link.close, peer="test")
+        session = self.hub.open(link, link.close, "test", upgrade_token=token)
         if join:
             send(session, [1, "orderbook", {"roles": {"subscriber": {}, "caller": {}}}])
             assert isinstance(link.last(), message.Welcome)
@@ -445,3 +482,208 @@ def test_shutdown_says_goodbye(world: World) -> None:
     world.hub.shutdown()
     assert link.last().reason == "wamp.close.system_shutdown"
     assert link.closed is not None and session.state == "closed"
+
+
+# -- progressive call results --------------------------------------------------------
+
+
+def call_in_parts(session: WampSession, request: int = 9, coin: str = "BTC") -> None:
+    send(session, [48, request, {"receive_progress": True}, "orderbook.l4book.snapshot", [coin]])
+
+
+def results(link: Link, request: int = 9) -> list[message.Result]:
+    return [m for m in link.messages() if isinstance(m, message.Result) and m.request == request]
+
+
+def rebuilt(parts: list[message.Result]) -> dict[str, Any]:
+    """The snapshot the parts add up to (every part must be of one block)."""
+    assert len({(p.args[0]["coin"], p.args[0]["height"], p.args[0]["time"]) for p in parts}) == 1
+    levels = [[o for p in parts for o in p.args[0]["levels"][side]] for side in (0, 1)]
+    return {**parts[0].args[0], "levels": levels}
+
+
+@pytest.fixture
+def deep() -> World:
+    return World(books=deep_books(16_000))
+
+
+def test_receive_progress_gets_the_snapshot_in_parts_of_one_block(deep: World) -> None:
+    """Progress RESULTs then one final RESULT, each message <= 1 MiB, adding up to the
+    snapshot the plain call returns."""
+    session, link = deep.session()
+    call_in_parts(session)
+    parts = results(link)
+    assert len(parts) == 5
+    assert [p.progress for p in parts] == [True] * 4 + [None]
+    assert all(len(m.payload) <= MAX_MESSAGE_BYTES for m in link.sent[1:])
+    whole = call(session, link, "orderbook.l4book.snapshot", "BTC")
+    assert isinstance(whole, message.Result) and whole.progress is None
+    assert rebuilt(parts) == whole.args[0]
+    assert session.calls == {}
+    assert deep.metrics.metrics["orderbook_wamp_calls_total"].get("orderbook.l4book.snapshot") == 2
+
+
+def test_parts_wait_for_the_client_to_read(deep: World) -> None:
+    """One part per resume: a client that stops reading holds one part, not the snapshot;
+    the parts keep their block even when the book moves on meanwhile."""
+    session, link = deep.session()
+    link.slow = link.paused = True
+    call_in_parts(session)
+    assert results(link) == [] and session.calls
+    for sent in range(1, 6):
+        link.resume()
+        assert len(results(link)) == sent
+        deep.books.set_height(100 + sent, 1_700_000_000_000 + sent)
+    assert session.calls == {}
+    assert {p.args[0]["height"] for p in results(link)} == {100}
+
+
+def test_small_snapshots_and_other_procedures_answer_in_one_result(world: World) -> None:
+    """receive_progress on a small snapshot: only the final RESULT; elsewhere ignored."""
+    session, link = world.session()
+    call_in_parts(session, coin="ETH")
+    assert [p.progress for p in results(link)] == [None]
+    assert results(link)[0].args[0]["levels"][0][0]["oid"] == 4
+    send(session, [48, 10, {"receive_progress": True}, "orderbook.coins", []])
+    assert results(link, 10)[0].args == [["BTC", "ETH"]]
+
+
+def test_bad_arguments_with_receive_progress_get_an_error(world: World) -> None:
+    session, link = world.session()
+    call_in_parts(session, coin="DOGE")
+    assert isinstance(link.last(), message.Error)
+    assert link.last().error == "wamp.error.invalid_argument"
+    assert session.calls == {}
+
+
+def test_cancel_stops_the_parts(deep: World) -> None:
+    """CANCEL of a result still in parts: ERROR canceled, nothing more is sent."""
+    session, link = deep.session()
+    link.slow = True
+    call_in_parts(session)
+    send(session, [49, 9, {}])
+    error = link.last()
+    assert isinstance(error, message.Error) and error.error == "wamp.error.canceled"
+    link.resume()
+    assert len(results(link)) == 1 and session.calls == {}
+    sent = len(link.sent)
+    send(session, [49, 9, {}])  # nothing left to cancel: no reply
+    assert len(link.sent) == sent
+
+
+def test_calls_in_parts_are_capped_per_session(deep: World) -> None:
+    """At most 4 results in parts at once; the fifth gets an error; a reused request id
+    while its result is going out is a protocol violation."""
+    session, link = deep.session()
+    link.paused = True
+    for request in range(1, 5):
+        call_in_parts(session, request)
+    call_in_parts(session, 5)
+    assert link.last().error == "orderbook.error.too_many_calls"
+    call_in_parts(session, 1)
+    assert link.last().reason == "wamp.error.protocol_violation"
+
+
+def test_closing_stops_the_parts(deep: World) -> None:
+    session, link = deep.session()
+    link.paused = True
+    call_in_parts(session)
+    session.connection_lost()
+    link.resume()
+    assert results(link) == [] and session.calls == {}
+
+
+# -- ticket authentication -------------------------------------------------------------
+
+
+def hello(session: WampSession, *methods: str, authid: str | None = None) -> None:
+    details: dict[str, Any] = {"roles": {"caller": {}}, "authmethods": list(methods)}
+    if authid is not None:
+        details["authid"] = authid
+    send(session, [1, "orderbook", details])
+
+
+def test_ticket_is_challenged_and_a_valid_token_joins() -> None:
+    world = World(tokens=Tokens("t0ken"))
+    session, link = world.session(join=False)
+    hello(session, "ticket", authid="alice")
+    challenge = link.last()
+    assert isinstance(challenge, message.Challenge) and challenge.method == "ticket"
+    assert session not in world.hub.sessions
+    send(session, [5, "t0ken", {}])
+    welcome = link.last()
+    assert isinstance(welcome, message.Welcome)
+    assert (welcome.authid, welcome.authmethod, welcome.authrole) == ("alice", "ticket", "client")
+    assert world.hub.tokens.asked == ["t0ken"]
+    assert call(session, link, "orderbook.coins").args == [["BTC", "ETH"]]
+
+
+def test_a_wrong_ticket_is_aborted() -> None:
+    world = World(tokens=Tokens("t0ken"))
+    session, link = world.session(join=False)
+    hello(session, "anonymous", "ticket")
+    send(session, [5, "guess", {}])
+    abort = link.last()
+    assert isinstance(abort, message.Abort)
+    assert abort.reason == "wamp.error.authentication_failed"
+    assert "invalid ticket" in abort.message
+    assert link.closed == (1000, "wamp.error.authentication_failed")
+
+
+def test_without_a_ticket_access_control_aborts() -> None:
+    """Access control on: HELLO without "ticket" gets ABORT no_auth_method saying why."""
+    world = World(tokens=Tokens("t0ken"))
+    session, link = world.session(join=False)
+    hello(session)
+    assert link.last().reason == "wamp.error.no_auth_method"
+    assert "requires ticket authentication" in link.last().message
+    assert world.hub.tokens.asked == []
+
+
+def test_anything_but_authenticate_after_the_challenge_aborts() -> None:
+    world = World(tokens=Tokens("t0ken"))
+    session, link = world.session(join=False)
+    hello(session, "ticket")
+    send(session, [48, 1, {}, "orderbook.coins", []])
+    assert link.last().reason == "wamp.error.protocol_violation"
+    assert "expected AUTHENTICATE" in link.last().message
+
+
+def test_access_control_off_joins_anonymously_without_asking() -> None:
+    tokens = Tokens(enabled=False)
+    session, link = World(tokens=tokens).session(join=False)
+    hello(session, "anonymous")
+    assert link.last().authmethod == "anonymous" and tokens.asked == []
+
+
+@pytest.mark.parametrize(
+    ("token", "methods", "reply"),
+    [
+        ("t0ken", [], "anonymous"),  # the upgrade carried a valid token
+        ("t0ken", ["anonymous", "ticket"], "anonymous"),
+        ("t0ken", ["ticket"], "ticket"),  # a ticket-only client is still challenged
+        ("guess", [], "wamp.error.no_auth_method"),
+        (None, ["anonymous", "ticket"], "ticket"),
+    ],
+)
+def test_a_token_on_the_websocket_upgrade_admits_anonymous(
+    token: str | None, methods: list[str], reply: str
+) -> None:
+    """Access control on: a valid ?token= / Bearer token on the upgrade (as the JSON API
+    takes) lets the client join anonymously; otherwise the ticket rules apply."""
+    session, link = World(tokens=Tokens("t0ken")).session(join=False, token=token)
+    hello(session, *methods)
+    answer = link.last()
+    if isinstance(answer, message.Welcome):
+        assert answer.authmethod == reply
+    elif isinstance(answer, message.Challenge):
+        assert answer.method == reply
+    else:
+        assert answer.reason == reply
+
+
+def test_the_upgrade_token_comes_from_bearer_or_the_query() -> None:
+    assert upgrade_token({"authorization": "Bearer abc "}, {"token": ["q"]}) == "abc"
+    assert upgrade_token({"authorization": "bearer abc"}, {}) == "abc"
+    assert upgrade_token({"authorization": "Basic eA=="}, {"token": ["q", "r"]}) == "q"
+    assert upgrade_token({}, {}) is None

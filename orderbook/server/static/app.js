@@ -112,13 +112,16 @@
   let l2Pending = null;  // key of the l2Book subscription being replaced, until acknowledged
   let pending = [];      // (un)subscribe requests awaiting their answer, oldest first
 
-  /** Same origin; wss under https. ?ws=/path or <meta name="ws-path"> override the path. */
+  /** Same origin; wss under https. ?ws=/path or <meta name="ws-path"> override the path;
+   *  the page's ?token= (access control) is passed on to the WebSocket. */
   function socketUrl() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const meta = document.querySelector('meta[name="ws-path"]');
-    const path = new URLSearchParams(location.search).get("ws") ||
-      (meta && meta.content) || "/ws";
-    return scheme + "//" + location.host + path;
+    const query = new URLSearchParams(location.search);
+    const path = query.get("ws") || (meta && meta.content) || "/ws";
+    const token = query.get("token");
+    return scheme + "//" + location.host + path +
+      (token ? "?token=" + encodeURIComponent(token) : "");
   }
 
   /** Subscription objects compare by content, whatever order the server echoes keys in. */

@@ -10,6 +10,9 @@ from typing import Any
 from orderbook.feed import messages
 from orderbook.feed.subscriptions import Subscription, SubscriptionError, parse_l2
 from orderbook.server.wamp.errors import INVALID_ARGUMENT, NO_SUCH_PROCEDURE, WampError
+from orderbook.server.wamp.parts import snapshot_parts
+
+SNAPSHOT = "orderbook.l4book.snapshot"
 
 
 class Procedures:
@@ -28,10 +31,12 @@ class Procedures:
         self.table: dict[str, Callable[..., Any]] = {
             "orderbook.l2book.get": self.l2book_get,
             "orderbook.bbo.get": self.bbo_get,
-            "orderbook.l4book.snapshot": self.l4book_snapshot,
+            SNAPSHOT: self.l4book_snapshot,
             "orderbook.coins": self.coins,
             "orderbook.status": self.server_status,
         }
+        # The last snapshot split into parts, shared by every caller at that block.
+        self._parts: tuple[tuple[str, int, int], list[bytes]] | None = None
 
     def call(self, procedure: str, args: list[Any] | None, kwargs: dict[str, Any] | None) -> Any:
         """Run ``procedure``; WampError for unknown procedures and bad arguments."""
@@ -43,6 +48,19 @@ class Procedures:
         except TypeError as exc:
             raise WampError(INVALID_ARGUMENT, f"{procedure}: {exc}") from None
         return function(*(args or ()), **(kwargs or {}))
+
+    def call_in_parts(
+        self, procedure: str, args: list[Any] | None, kwargs: dict[str, Any] | None
+    ) -> list[bytes] | None:
+        """Encoded result parts for a caller that asked ``receive_progress`` (the last
+        is the final result); None for a procedure that answers in one result."""
+        if procedure != SNAPSHOT:
+            return None
+        snapshot = self.call(procedure, args, kwargs)
+        key = (snapshot["coin"], snapshot["height"], id(snapshot["levels"]))
+        if self._parts is None or self._parts[0] != key:
+            self._parts = (key, snapshot_parts(snapshot))
+        return self._parts[1]
 
     def _ready_coin(self, coin: Any) -> str:
         if not isinstance(coin, str) or not coin:

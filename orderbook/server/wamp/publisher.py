@@ -22,6 +22,14 @@ A router that is down or slow never delays ingestion or direct clients:
 publications are not acknowledged, and are dropped (and counted) while the
 router connection is absent or its transport is paused (more than ~64 KiB
 unsent). The connection is retried with exponential backoff (1 s .. 30 s).
+
+Each procedure is registered on its own: one the router refuses (e.g.
+``wamp.error.procedure_already_exists`` from a second instance) is reported
+in /health (``router.registration_errors``) and the rest, and publishing, go
+on. ``orderbook.l4book.snapshot`` honours ``receive_progress`` as on the
+direct endpoint. A ticket is never sent over plain ``ws://`` unless
+``allow_plaintext_ticket`` says so: the publisher then stays disconnected and
+/health says why.
 """
 
 from __future__ import annotations
@@ -32,13 +40,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 import msgspec
-from autobahn.twisted.wamp import ApplicationSession
 from autobahn.twisted.websocket import WampWebSocketClientFactory
-from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.serializer import JsonSerializer
 from autobahn.wamp.types import ComponentConfig, PublishOptions
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
+from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.ssl import Certificate, optionsForClientTLS
@@ -47,12 +54,11 @@ from zope.interface import implementer
 
 from orderbook.book.books import BlockResult, Books
 from orderbook.config import WampSettings, WebSocketSettings
-from orderbook.feed import messages
 from orderbook.feed.frames import OutgoingMessage
 from orderbook.feed.registry import Registry
 from orderbook.feed.subscriptions import Subscription, SubscriptionError
 from orderbook.metrics import Metrics
-from orderbook.server.wamp.errors import WampError
+from orderbook.server.wamp.crossbar import CrossbarSession, plaintext_ticket_refusal
 from orderbook.server.wamp.procedures import Procedures
 from orderbook.server.wamp.uri import InvalidTopic, parse_topic, topic_uri
 
@@ -129,6 +135,9 @@ class CrossbarPublisher(Service):
         self.connects = 0
         self.published = 0
         self.dropped = 0
+        self.registered_procedures = 0
+        self.registration_errors: dict[str, str] = {}  # procedure -> the router's error
+        self.refused = plaintext_ticket_refusal(settings)
         self._service: ClientService | None = None
         self._metrics(metrics)
 
@@ -152,6 +161,9 @@ class CrossbarPublisher(Service):
     # -- service ---------------------------------------------------------------------
     def startService(self) -> None:
         super().startService()
+        if self.refused:
+            self._log.error("not joining WAMP router: {why}", why=self.refused)
+            return
         factory = WampWebSocketClientFactory(
             self._new_session, url=self.settings.router_url, serializers=[JsonSerializer()]
         )
@@ -174,7 +186,7 @@ class CrossbarPublisher(Service):
         service, self._service = self._service, None
         if self.session is not None and self.session.is_attached():
             self.session.leave()
-        return service.stopService() if service is not None else None
+        return service.stopService() if service is not None else defer.succeed(None)
 
     def _endpoint(self) -> Any:
         url = urlparse(self.settings.router_url)
@@ -204,12 +216,25 @@ class CrossbarPublisher(Service):
             transport.registerProducer(self.flow, True)
         self._log.info("joined WAMP router {url}", url=self.settings.router_url)
 
+    def registered(self, count: int, errors: dict[str, str]) -> None:
+        """``count`` procedures are registered; ``errors``: procedure -> the router's error."""
+        self.registered_procedures = count
+        self.registration_errors = errors
+        for name, error in errors.items():
+            self._log.warn(
+                "router refused to register {procedure}: {error} (publishing goes on)",
+                procedure=name,
+                error=error,
+            )
+
     def left(self) -> None:
         """The router session ended; topics stay (their events count as dropped) until
         the next join lists the router's subscriptions again."""
         if self.session is not None:
             self._log.warn("left WAMP router {url}", url=self.settings.router_url)
         self.session = None
+        self.registered_procedures = 0
+        self.registration_errors = {}
 
     def resync_started(self) -> dict[int, Subscription]:
         """A new session: router subscription ids start afresh; returns the old map."""
@@ -302,7 +327,7 @@ class CrossbarPublisher(Service):
 
     def status(self) -> dict[str, Any]:
         """The router link for /health."""
-        return {
+        document = {
             "url": self.settings.router_url,
             "realm": self.settings.router_realm,
             "connected": self.session is not None,
@@ -310,106 +335,9 @@ class CrossbarPublisher(Service):
             "published": self.published,
             "dropped": self.dropped,
             "reconnects": max(0, self.connects - 1),
+            "registered": self.registered_procedures,
+            "registration_errors": dict(self.registration_errors),
         }
-
-
-class CrossbarSession(ApplicationSession):
-    """Our session on the external router."""
-
-    _log = Logger()
-
-    def __init__(self, config: ComponentConfig, publisher: CrossbarPublisher) -> None:
-        super().__init__(config)
-        self.publisher = publisher
-        settings = publisher.settings
-        self._ticket = settings.router_ticket
-        self._key: Any = None
-        if settings.router_cryptosign_key is not None:
-            from autobahn.wamp.cryptosign import CryptosignKey
-
-            self._key = CryptosignKey.from_keyfile(str(settings.router_cryptosign_key))
-
-    def onConnect(self) -> None:
-        settings = self.publisher.settings
-        methods = ["anonymous"]
-        extra = None
-        if self._key is not None:
-            methods = ["cryptosign"]
-            extra = {"pubkey": self._key.public_key()}
-        elif self._ticket:
-            methods = ["ticket"]
-        self.join(
-            settings.router_realm,
-            authmethods=methods,
-            authid=settings.router_authid or None,
-            authextra=extra,
-        )
-
-    def onChallenge(self, challenge: Any) -> Any:
-        if challenge.method == "ticket":
-            return self._ticket
-        if challenge.method == "cryptosign" and self._key is not None:
-            return self._key.sign_challenge(challenge)
-        raise ApplicationError("orderbook.error.auth", f"unexpected challenge {challenge.method}")
-
-    async def onJoin(self, details: Any) -> None:
-        publisher = self.publisher
-        publisher.joined(self)
-        try:
-            await self._register_procedures()
-            await self._watch_subscriptions()
-        except Exception:
-            self._log.failure("setting up the router session failed")
-
-    async def _register_procedures(self) -> None:
-        procedures = self.publisher.procedures
-        for name in procedures.table:
-            await self.register(_callee(procedures, name), name)
-
-    async def _watch_subscriptions(self) -> None:
-        publisher = self.publisher
-        old = publisher.resync_started()
-        try:
-            await self.subscribe(
-                lambda session_id, details: publisher.watch(details["id"], details["uri"]),
-                "wamp.subscription.on_create",
-            )
-            await self.subscribe(
-                lambda session_id, sub_id: publisher.unwatch(sub_id), "wamp.subscription.on_delete"
-            )
-            listing = await self.call("wamp.subscription.list")
-            for sub_id in listing.get("exact", []):
-                details = await self.call("wamp.subscription.get", sub_id)
-                if details:
-                    publisher.watch(sub_id, details["uri"])
-        except ApplicationError as exc:
-            self._log.warn(
-                "router meta API unavailable ({error}): publishing the fixed topic set",
-                error=exc.error,
-            )
-            publisher.use_fallback()
-        publisher.resync_done(old)
-
-    def onLeave(self, details: Any) -> None:
-        self.publisher.left()
-        if details.reason not in ("wamp.close.normal", "wamp.close.goodbye_and_out"):
-            self._log.warn(
-                "router session ended: {reason} {message}",
-                reason=details.reason,
-                message=details.message or "",
-            )
-        self.disconnect()
-
-    def onDisconnect(self) -> None:
-        self.publisher.left()
-
-
-def _callee(procedures: Procedures, name: str) -> Any:
-    def invoke(*args: Any, **kwargs: Any) -> Any:
-        try:
-            value = procedures.call(name, list(args), kwargs)
-        except WampError as exc:
-            raise ApplicationError(exc.uri, str(exc)) from None
-        return _decode(messages.encode(value))  # plain JSON types for autobahn's serializer
-
-    return invoke
+        if self.refused:
+            document["refused"] = self.refused
+        return document

@@ -2,17 +2,24 @@
 
 The server is the router for its own realm: a broker for exact-match topics
 (one per JSON channel, see :mod:`orderbook.server.wamp.uri`) and a dealer for
-its own procedures. Clients authenticate anonymously and may SUBSCRIBE,
+its own procedures. Clients join anonymously, or with a ticket when access
+control is on (:mod:`orderbook.server.wamp.auth`), and may SUBSCRIBE,
 UNSUBSCRIBE and CALL; PUBLISH and REGISTER are refused. Wire messages are
-parsed and built with autobahn's WAMP message classes; the router-side session
-state machine is here::
+parsed and built with autobahn's WAMP message classes
+(:mod:`orderbook.server.wamp.wire`); the router-side session state machine is
+here::
 
     client                          server
     HELLO realm  ------------------> WELCOME (or ABORT no_such_realm / no_auth_method)
+                                     | CHALLENGE ticket (access control on)
+    AUTHENTICATE token ------------> WELCOME | ABORT authentication_failed
     SUBSCRIBE req {} topic --------> SUBSCRIBED req sub     | ERROR invalid_uri
     UNSUBSCRIBE req sub -----------> UNSUBSCRIBED req       | ERROR no_such_subscription
     CALL req {} proc args kwargs --> RESULT req {} [value]  | ERROR no_such_procedure,
                                                               invalid_argument
+    CALL req {receive_progress} ---> RESULT req {progress} [part] ... RESULT req {} [part]
+      (orderbook.l4book.snapshot; parts paced by the client's reading, see calls.py)
+    CANCEL req --------------------> ERROR canceled (a result still going out in parts)
     PUBLISH req {acknowledge} -----> ERROR not_authorized (only when acknowledge: an
                                      unacknowledged publish has no reply in WAMP)
     REGISTER req {} proc ----------> ERROR not_authorized
@@ -31,34 +38,35 @@ subscriber that asks ``get_retained`` gets the topic's current view at once
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Hashable
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from autobahn.util import id as random_id
 from autobahn.wamp import message
-from autobahn.wamp.exception import ProtocolError
 from autobahn.wamp.role import RoleBrokerFeatures, RoleDealerFeatures
-from autobahn.wamp.serializer import JsonObjectSerializer, JsonSerializer
 from twisted.logger import Logger
 
-from orderbook.feed import messages
 from orderbook.feed.frames import OutgoingMessage
 from orderbook.feed.subscriptions import COIN_CHANNELS, Subscription, SubscriptionError
 from orderbook.metrics import Metrics
+from orderbook.server.wamp import auth, wire
+from orderbook.server.wamp.auth import AUTH_DISABLED, TokenChecker
+from orderbook.server.wamp.calls import Link, ResultInParts
 from orderbook.server.wamp.envelope import WampEnvelope
 from orderbook.server.wamp.errors import (
+    CANCELED,
     CLOSE_NORMAL,
     GOODBYE_AND_OUT,
     INTERNAL_ERROR,
     INVALID_ARGUMENT,
     INVALID_URI,
-    NO_AUTH_METHOD,
     NO_SUCH_REALM,
     NO_SUCH_REGISTRATION,
     NO_SUCH_SUBSCRIPTION,
     NOT_AUTHORIZED,
     PROTOCOL_VIOLATION,
     SYSTEM_SHUTDOWN,
+    TOO_MANY_CALLS,
     TOO_MANY_SUBSCRIPTIONS,
     SessionAbort,
     WampError,
@@ -68,52 +76,16 @@ from orderbook.server.wamp.uri import InvalidTopic, parse_topic
 
 SUBPROTOCOL = "wamp.2.json"
 
-_CLIENT_MESSAGES = {
-    cls.MESSAGE_TYPE: cls
-    for cls in (
-        message.Hello,
-        message.Abort,
-        message.Authenticate,
-        message.Goodbye,
-        message.Error,
-        message.Publish,
-        message.Subscribe,
-        message.Unsubscribe,
-        message.Call,
-        message.Cancel,
-        message.Register,
-        message.Unregister,
-        message.Yield,
-    )
-}
-# Request messages whose URI we answer with ERROR invalid_uri instead of ABORT.
-_URI_REQUESTS = {
-    message.Subscribe.MESSAGE_TYPE: 3,
-    message.Call.MESSAGE_TYPE: 3,
-    message.Publish.MESSAGE_TYPE: 3,
-    message.Register.MESSAGE_TYPE: 3,
-}
 _ROLES = {
     "broker": RoleBrokerFeatures(event_retention=True, subscription_revocation=True),
-    "dealer": RoleDealerFeatures(),
+    "dealer": RoleDealerFeatures(progressive_call_results=True, call_canceling=True),
 }
-_decoder = JsonObjectSerializer()
-_MAX_ID = 2**53
-
-
-def encode(msg: message.Message) -> bytes:
-    """One WAMP message as JSON bytes (msgspec: views may hold msgspec structs)."""
-    return messages.encode(msg.marshal())
+# Calls answering in parts at once per session: each holds its encoded parts
+# (a 16 MB snapshot) until the client has read them.
+MAX_CALLS_IN_PARTS = 4
 
 
 # -- the router side of one connection -------------------------------------------------
-
-
-class Link(Protocol):
-    """What a session needs from its WebSocket connection (the feed's Outbox API)."""
-
-    def send(self, message: OutgoingMessage, key: Hashable = None, lossless: bool = True) -> int:
-        """Write or hold ``message``; bytes written or held (0: dropped)."""
 
 
 class WampMetrics:
@@ -143,17 +115,26 @@ class WampHub:
         books: Any,
         metrics: Metrics,
         status: Callable[[], dict[str, Any]] | None = None,
+        tokens: TokenChecker = AUTH_DISABLED,
     ) -> None:
         self.realm = realm
+        self.tokens = tokens
         self.registry = registry
         self.envelope = WampEnvelope()
         self.procedures = Procedures(books, status or registry.status, registry.known_coin)
         self.sessions: set[WampSession] = set()
         self.metrics = WampMetrics(metrics, self)
 
-    def open(self, link: Link, close: Callable[[int, str], None], peer: str = "") -> WampSession:
-        """A session for a connection that negotiated ``wamp.2.json``."""
-        return WampSession(self, link, close, peer)
+    def open(
+        self,
+        link: Link,
+        close: Callable[[int, str], None],
+        peer: str = "",
+        upgrade_token: str | None = None,
+    ) -> WampSession:
+        """A session for a connection that negotiated ``wamp.2.json`` (``upgrade_token``:
+        the access token its WebSocket upgrade carried, if any)."""
+        return WampSession(self, link, close, peer, upgrade_token)
 
     def shutdown(self) -> None:
         """Say GOODBYE system_shutdown to every open session."""
@@ -164,15 +145,22 @@ class WampHub:
 class WampSession:
     """The router side of one client session; the registry's Client for its topics.
 
-    States: ``hello`` (waiting for HELLO), ``open`` (joined), ``closed``.
+    States: ``hello`` (waiting for HELLO), ``challenged`` (waiting for the ticket),
+    ``open`` (joined), ``closed``.
     """
 
     _log = Logger()
 
     def __init__(
-        self, hub: WampHub, link: Link, close: Callable[[int, str], None], peer: str = ""
+        self,
+        hub: WampHub,
+        link: Link,
+        close: Callable[[int, str], None],
+        peer: str = "",
+        upgrade_token: str | None = None,
     ) -> None:
         self.hub = hub
+        self.upgrade_token = upgrade_token
         self.link = link
         self._close = close
         self.peer = peer
@@ -180,6 +168,8 @@ class WampSession:
         self.state = "hello"
         self.session_id = 0
         self.topics: dict[int, Subscription] = {}  # subscription id -> topic
+        self.calls: dict[int, ResultInParts] = {}  # request id -> result going out in parts
+        self._authid: str | None = None
 
     # -- input ------------------------------------------------------------------
     def on_message(self, payload: bytes, is_binary: bool) -> None:
@@ -189,7 +179,7 @@ class WampSession:
         try:
             if is_binary:
                 raise SessionAbort(PROTOCOL_VIOLATION, "binary message on wamp.2.json")
-            for raw in _decode(payload):
+            for raw in wire.decode(payload):
                 self._handle_raw(raw)
                 if self.state == "closed":
                     return
@@ -200,13 +190,18 @@ class WampSession:
             self.abort(PROTOCOL_VIOLATION, "internal error handling the message")
 
     def _handle_raw(self, raw: list[Any]) -> None:
-        msg = _parse(raw, self)
-        if msg is None:
-            return  # answered already (ERROR invalid_uri)
+        try:
+            msg = wire.parse(raw, in_session=self.state == "open")
+        except wire.InvalidRequestUri as exc:
+            self.hub.metrics.errors.inc(1, INVALID_URI)
+            error = message.Error(exc.message_type, exc.request, INVALID_URI, args=[str(exc)])
+            self._send(error)
+            return
         if self.state == "hello":
-            if not isinstance(msg, message.Hello):
-                raise SessionAbort(PROTOCOL_VIOLATION, f"expected HELLO, got {type(msg).__name__}")
-            self._hello(msg)
+            self._hello(_expect(msg, message.Hello))
+            return
+        if self.state == "challenged":
+            self._authenticate(_expect(msg, message.Authenticate))
             return
         handler = _HANDLERS.get(type(msg))
         if handler is None:
@@ -223,24 +218,36 @@ class WampSession:
             raise SessionAbort(
                 NO_SUCH_REALM, f"no realm {msg.realm!r} here (realm is {self.hub.realm!r})"
             )
-        if msg.authmethods and "anonymous" not in msg.authmethods:
-            raise SessionAbort(NO_AUTH_METHOD, "only anonymous authentication is offered")
         self.session_id = random_id()
+        if auth.method_for(msg, self.hub.tokens, self.upgrade_token) == "ticket":
+            self._authid = msg.authid
+            self.state = "challenged"
+            self._send(message.Challenge("ticket", {}))
+            return
+        self._welcome(f"anonymous-{self.session_id}", "anonymous", "anonymous")
+
+    def _authenticate(self, msg: message.Authenticate) -> None:
+        auth.check_ticket(msg, self.hub.tokens)
+        self._welcome(self._authid or f"client-{self.session_id}", "client", "ticket")
+
+    def _welcome(self, authid: str, authrole: str, authmethod: str) -> None:
         self.state = "open"
         self.hub.sessions.add(self)
-        self._send(
-            message.Welcome(
-                self.session_id,
-                _ROLES,
-                realm=self.hub.realm,
-                authid=f"anonymous-{self.session_id}",
-                authrole="anonymous",
-                authmethod="anonymous",
-                authprovider="static",
-            )
+        welcome = message.Welcome(
+            self.session_id,
+            _ROLES,
+            realm=self.hub.realm,
+            authid=authid,
+            authrole=authrole,
+            authmethod=authmethod,
+            authprovider="static",
         )
+        self._send(welcome)
         self._log.debug(
-            "WAMP session {session} joined from {peer}", session=self.session_id, peer=self.peer
+            "WAMP session {session} joined from {peer} ({method})",
+            session=self.session_id,
+            peer=self.peer,
+            method=authmethod,
         )
 
     # -- requests (open session) -----------------------------------------------
@@ -291,15 +298,42 @@ class WampSession:
         self.envelope.release(sub)
 
     def _call(self, msg: message.Call) -> None:
+        procedures = self.hub.procedures
+        parts = self._run(procedures.call_in_parts, msg) if msg.receive_progress else None
+        if parts is None:
+            value = self._run(procedures.call, msg)
+            self.hub.metrics.calls.inc(1, msg.procedure)
+            self._send(message.Result(msg.request, args=[value]))
+            return
+        self._check_calls(msg.request)
+        self.hub.metrics.calls.inc(1, msg.procedure)
+        sender = ResultInParts(self.link, msg.request, parts, self._call_over)
+        self.calls[msg.request] = sender
+        sender.pump()
+
+    def _run(self, function: Callable[..., Any], msg: message.Call) -> Any:
+        """``function(procedure, args, kwargs)``; an unexpected failure is logged and
+        answered ERROR orderbook.error.internal."""
         try:
-            value = self.hub.procedures.call(msg.procedure, msg.args, msg.kwargs)
+            return function(msg.procedure, msg.args, msg.kwargs)
         except WampError:
             raise
         except Exception:
             self._log.failure("WAMP call {procedure} failed", procedure=msg.procedure)
             raise WampError(INTERNAL_ERROR, f"{msg.procedure} failed on the server") from None
-        self.hub.metrics.calls.inc(1, msg.procedure)
-        self._send(message.Result(msg.request, args=[value]))
+
+    def _check_calls(self, request: int) -> None:
+        if request in self.calls:
+            raise SessionAbort(PROTOCOL_VIOLATION, f"request id {request} is still in progress")
+        if len(self.calls) >= MAX_CALLS_IN_PARTS:
+            raise WampError(
+                TOO_MANY_CALLS,
+                f"at most {MAX_CALLS_IN_PARTS} calls returning in parts at once per session",
+            )
+
+    def _call_over(self, sender: ResultInParts) -> None:
+        if self.calls.get(sender.request) is sender:
+            del self.calls[sender.request]
 
     def _publish(self, msg: message.Publish) -> None:
         if msg.acknowledge:
@@ -313,7 +347,13 @@ class WampSession:
         raise WampError(NO_SUCH_REGISTRATION, f"no registration {msg.registration}")
 
     def _cancel(self, msg: message.Cancel) -> None:
-        """Calls are answered at once: there is never one left to cancel."""
+        """Stop a result still going out in parts (others are answered at once)."""
+        sender = self.calls.get(msg.request)
+        if sender is None:
+            return
+        sender.stop()
+        text = f"call cancelled after {sender.sent} parts"
+        self._send(message.Error(message.Call.MESSAGE_TYPE, msg.request, CANCELED, args=[text]))
 
     def _goodbye(self, msg: message.Goodbye) -> None:
         self._send(message.Goodbye(GOODBYE_AND_OUT))
@@ -337,7 +377,7 @@ class WampSession:
 
     # -- output and ending --------------------------------------------------------
     def _send(self, msg: message.Message) -> None:
-        self.link.send(OutgoingMessage(encode(msg)))
+        self.link.send(OutgoingMessage(wire.encode(msg)))
 
     def _error(self, request: Any, uri: str, text: str) -> None:
         self.hub.metrics.errors.inc(1, uri)
@@ -374,6 +414,8 @@ class WampSession:
             return
         self.state = "closed"
         self.hub.sessions.discard(self)
+        for sender in list(self.calls.values()):
+            sender.stop()
         for sub in self.topics.values():
             self._forget(sub)
         self.topics.clear()
@@ -392,46 +434,15 @@ _HANDLERS: dict[type, Callable[[WampSession, Any], None]] = {
 }
 
 
+def _expect(msg: message.Message, cls: type[Any]) -> Any:
+    if not isinstance(msg, cls):
+        name = cls.__name__.upper()
+        raise SessionAbort(PROTOCOL_VIOLATION, f"expected {name}, got {type(msg).__name__}")
+    return msg
+
+
 def _topic(uri: str) -> Subscription:
     try:
         return parse_topic(uri)
     except InvalidTopic as exc:
         raise WampError(INVALID_URI, str(exc)) from None
-
-
-def _decode(payload: bytes) -> list[Any]:
-    try:
-        return _decoder.unserialize(payload)
-    except Exception as exc:
-        raise SessionAbort(PROTOCOL_VIOLATION, f"invalid JSON: {exc}") from None
-
-
-def _parse(raw: Any, session: WampSession) -> message.Message | None:
-    """The WAMP message in ``raw`` (SessionAbort if it is not one a client may send)."""
-    if not isinstance(raw, list) or not raw or type(raw[0]) is not int:
-        raise SessionAbort(
-            PROTOCOL_VIOLATION, "a WAMP message is a list starting with its type code"
-        )
-    cls = _CLIENT_MESSAGES.get(raw[0])
-    if cls is None:
-        known = JsonSerializer.MESSAGE_TYPE_MAP.get(raw[0])
-        what = f"{known.__name__.upper()} is not sent by clients" if known else "unknown"
-        raise SessionAbort(PROTOCOL_VIOLATION, f"message type {raw[0]}: {what}")
-    try:
-        return cls.parse(raw)
-    except ProtocolError as exc:
-        raise SessionAbort(PROTOCOL_VIOLATION, str(exc)) from None
-    except Exception as exc:  # InvalidUriError and friends
-        position = _URI_REQUESTS.get(raw[0])
-        request = raw[1] if len(raw) > 1 else None
-        if (
-            session.state == "open"
-            and position is not None
-            and type(request) is int
-            and 0 < request < _MAX_ID
-        ):
-            session.hub.metrics.errors.inc(1, INVALID_URI)
-            error = message.Error(raw[0], request, INVALID_URI, args=[str(exc)])
-            session.link.send(OutgoingMessage(encode(error)))
-            return None
-        raise SessionAbort(PROTOCOL_VIOLATION, str(exc)) from None
