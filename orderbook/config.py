@@ -90,6 +90,13 @@ def _nonempty_lines(text: str) -> tuple[str, ...]:
     return values
 
 
+def _workers(text: str) -> int:
+    """``auto`` (the number of CPUs) or a count >= 1."""
+    if text.strip().lower() == "auto":
+        return os.cpu_count() or 1
+    return _number(int, 1)(text)
+
+
 def _markets(text: str) -> frozenset[str]:
     words = {word.strip().lower() for word in text.replace(",", " ").split()}
     if words == {"all"}:
@@ -202,7 +209,7 @@ class ServerSettings:
     listen: tuple[str, ...] = key(("ssl:8000",), parse=_nonempty_lines)
     path: str = key("/ws", parse=_url_path)
     page: bool = True
-    workers: int = key(os.cpu_count() or 1, minimum=1)
+    workers: int = key(os.cpu_count() or 1, parse=_workers)
     balance: str = key("reuseport", choices=BALANCES)
     metrics_listen: tuple[str, ...] = key((), parse=_lines)
 

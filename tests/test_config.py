@@ -278,3 +278,19 @@ def test_relative_paths_become_absolute(tmp_path, monkeypatch):
     node = config.load(path).node
     assert node.data_dir == tmp_path / "data"
     assert node.snapshot_path == tmp_path / "snap.json"
+
+
+def test_workers_is_auto_or_a_count(tmp_path):
+    """[server] workers: 'auto' is the number of CPUs; 0 is a one-line error."""
+    import os
+
+    from orderbook import config
+
+    path = tmp_path / "w.ini"
+    path.write_text("[server]\nworkers = auto\nbalance = shared\n")
+    settings = config.load(path)
+    assert settings.server.workers == (os.cpu_count() or 1)
+    assert settings.server.balance == "shared"
+    path.write_text("[server]\nworkers = 0\n")
+    with pytest.raises(config.ConfigError, match=r"\[server\] workers.*>= 1"):
+        config.load(path)

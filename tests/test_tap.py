@@ -7,9 +7,16 @@ from twisted.internet.testing import MemoryReactorClock
 from orderbook import tap
 
 
-def make(tmp_path, extra: str = "", listen: str = "tcp:0\n  tcp:0:interface=127.0.0.1"):
+def make(
+    tmp_path,
+    extra: str = "",
+    listen: str = "tcp:0\n  tcp:0:interface=127.0.0.1",
+    workers: int = 1,
+):
     path = tmp_path / "ob.ini"
-    path.write_text(f"[node]\ndata_dir = {tmp_path}\n[server]\nlisten = {listen}\n" + extra)
+    path.write_text(
+        f"[node]\ndata_dir = {tmp_path}\n[server]\nlisten = {listen}\nworkers = {workers}\n" + extra
+    )
     options = tap.Options()
     options.parseOptions(["--config", str(path)])
     return tap.makeService(options, reactor=MemoryReactorClock())
@@ -41,9 +48,26 @@ def test_router_and_simulator_are_wired_when_configured(tmp_path):
     assert "CrossbarPublisher" in names
     site = next(c for c in service if type(c).__name__ == "ListeningService").factory
     health = site.resource.children[b"health"]
-    document = health.status_provider()
+    document = health.document()
     assert document["router"]["connected"] is False
     assert document["state"] == "initializing"
+
+
+def test_workers_make_a_parent_that_binds_and_supervises(tmp_path):
+    """workers = 2: the parent holds the process services, the simulator and the
+    supervisor; ingestion, feeds and listeners live in the workers."""
+    service = make(tmp_path, "[simulator]\nenabled = yes\ninfo_port = 0\n", workers=2)
+    names = kinds(service)
+    assert names == [
+        "FileLimit",
+        "HangupReload",
+        "Certificates",
+        "SimulatorService",
+        "ParentService",
+    ]
+    parent = next(c for c in service if type(c).__name__ == "ParentService")
+    assert parent.count == 2 and parent.balance == "reuseport"
+    assert parent.health()["state"] == "initializing"
 
 
 def test_wamp_off_leaves_no_wamp(tmp_path):

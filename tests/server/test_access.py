@@ -23,7 +23,7 @@ from orderbook.server.access import (
     parse_tokens,
     redacting_log_formatter,
 )
-from orderbook.server.health import make_ops_site
+from orderbook.server.health import health_document, make_ops_site
 from orderbook.server.site import make_site
 from tests.server.harness import Client, Harness
 from tests.server.test_site import _Trust
@@ -302,7 +302,7 @@ async def test_metrics_listen_moves_health_and_metrics_off_the_public_site(react
     harness = await token_server(metrics_listen=("tcp:0:interface=127.0.0.1",))
     assert (await harness.get("/metrics", token=GOOD))[0] == 404
     assert (await harness.get("/health", token=GOOD))[0] == 404
-    ops = make_ops_site(lambda: harness.status, harness.registry, harness.metrics)
+    ops = make_ops_site(health_document(lambda: harness.status, harness.registry), harness.metrics)
     port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(ops)
     try:
         number = port.getHost().port
