@@ -287,10 +287,12 @@ def test_workers_is_auto_or_a_count(tmp_path):
     from orderbook import config
 
     path = tmp_path / "w.ini"
-    path.write_text(f"[node]\ndata_dir = {tmp_path}\n[server]\nworkers = auto\nbalance = shared\n")
+    path.write_text(
+        f"[node]\ndata_dir = {tmp_path}\n[server]\nlisten = tcp:0\nworkers = auto\nbalance = shared\n"
+    )
     settings = config.load(path)
     assert settings.server.workers == (os.cpu_count() or 1)
     assert settings.server.balance == "shared"
-    path.write_text(f"[node]\ndata_dir = {tmp_path}\n[server]\nworkers = 0\n")
+    path.write_text(f"[node]\ndata_dir = {tmp_path}\n[server]\nlisten = tcp:0\nworkers = 0\n")
     with pytest.raises(config.ConfigError, match=r"\[server\] workers.*>= 1"):
         config.load(path)
