@@ -177,6 +177,7 @@ class NodeSettings:
     snapshot_path: Path = Path("/tmp/orderbook-snapshot.json")
     snapshot_timeout_s: float = key(120.0, minimum=0.1)
     stall_timeout_s: float = key(10.0, minimum=0.1)
+    stream_grace_ms: float = key(100.0, minimum=0)
     validate_interval_s: float = key(60.0, minimum=0)
     recheck_interval_s: float = key(1.0, minimum=0.01)
     max_buffered_blocks: int = key(20_000, minimum=1)

@@ -116,11 +116,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         )
         simulator.setServiceParent(top)
     feed = Registry(books, settings.websocket, metrics, reactor=reactor)
-    listeners = BookListeners([feed])
-    ingest = IngestService(settings.node, books, listeners, metrics, reactor=reactor)
     router = _router_service(settings, books, metrics, reactor)
+    listeners = [feed] if router is None else [feed, router]
+    ingest = IngestService(settings.node, books, listeners, metrics, reactor=reactor)
     if router is not None:
-        listeners.add(router)
         router.setServiceParent(top)
     status = _status(ingest.status, router)
     ingest.setServiceParent(top)
@@ -211,34 +210,6 @@ def _listening(
     except (ValueError, TypeError, KeyError, OSError) as exc:
         process.fail(f"{settings.source}: [server] listen = {listen.spec}: {exc}")
     return ListeningService(listen, endpoint, site)
-
-
-class BookListeners:
-    """Hand each ingest event to every listener in turn; one failing never starves the rest."""
-
-    _log = Logger()
-
-    def __init__(self, listeners: list[Any]) -> None:
-        self.listeners = list(listeners)
-
-    def add(self, listener: Any) -> None:
-        self.listeners.append(listener)
-
-    def block_applied(self, result: Any) -> None:
-        self._each("block_applied", result)
-
-    def books_reset(self, coins: set[str]) -> None:
-        self._each("books_reset", coins)
-
-    def state_changed(self, status: dict[str, Any]) -> None:
-        self._each("state_changed", status)
-
-    def _each(self, method: str, argument: Any) -> None:
-        for listener in self.listeners:
-            try:
-                getattr(listener, method)(argument)
-            except Exception:
-                self._log.failure("{listener}.{method} failed", listener=listener, method=method)
 
 
 def _status(ingest: Status, router: CrossbarPublisher | None) -> Status:

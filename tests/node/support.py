@@ -111,12 +111,12 @@ class FakeNode:
 
     @staticmethod
     def _rows(line: bytes) -> bytes:
-        """A by-block line as streaming rows: one event per line."""
+        """A by-block line as streaming rows: one event per line, none for no event
+        (a node's streams are sparse)."""
         doc = json.loads(line)
-        events = doc["events"] or [None]
         return b"".join(
-            json.dumps(dict(doc, events=[e] if e else []), separators=(",", ":")).encode() + b"\n"
-            for e in events
+            json.dumps(dict(doc, events=[e]), separators=(",", ":")).encode() + b"\n"
+            for e in doc["events"]
         )
 
     @staticmethod
