@@ -171,8 +171,8 @@ class BlockAssembler:
         if last is not None and height <= last:
             self.old_lines += 1
             return False
-        if last is not None and height > last + 1:
-            self.on_gap(kind, last + 1, height)
+        if last is not None and height > max(last, self.emitted or last) + 1:
+            self.on_gap(kind, max(last, self.emitted or last) + 1, height)
         self._last[kind] = height
         if height <= self._evicted_through:
             self.old_lines += 1  # its block was dropped already (on_drop)

@@ -12,7 +12,7 @@ work per turn is measured with ``work_timer`` (CPU slicing, not time of day).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -76,7 +76,7 @@ class SnapshotSync:
         self,
         settings: NodeSettings,
         reactor: Any,
-        new_books: Callable[[], Books],
+        fetch: Callable[[Path], Awaitable[Books]],
         on_live: Callable[[Books], None],
         on_failed: Callable[[str, float], None],
         on_retry: Callable[[], None],
@@ -84,7 +84,7 @@ class SnapshotSync:
     ) -> None:
         self.settings = settings
         self.reactor = reactor
-        self.new_books = new_books
+        self.fetch = fetch  # (path) -> the node's snapshot written there, loaded
         self.on_live = on_live
         self.on_failed = on_failed  # (reason, retry delay)
         self.on_retry = on_retry  # the retry delay is over (the caller decides to start)
@@ -145,13 +145,7 @@ class SnapshotSync:
     async def _sync(self, generation: int) -> None:
         staging: Books | None = None
         try:
-            staging = await fetch_snapshot(
-                self.reactor,
-                self.settings,
-                self.settings.snapshot_path,
-                self.new_books,
-                self.snapshot_settle_s,
-            )
+            staging = await self.fetch(self.settings.snapshot_path)
             self._check_current(generation)
             await self._catch_up(staging, generation)
         except SnapshotError as exc:

@@ -25,7 +25,7 @@ here stops the process. The only clock is the reactor's (injectable).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +72,11 @@ class IngestService(Service):
         listeners: list[BookListener],
         metrics: Metrics,
         reactor: Any = None,
+        snapshots: Callable[[Path], Awaitable[Books]] | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
+        self.snapshots = snapshots or self._fetch  # (path) -> the node's snapshot, loaded
         self.settings = settings
         self.books = books
         self.listener = BookListeners(listeners)
@@ -83,10 +85,10 @@ class IngestService(Service):
         self.accept_coin = coin_filter(settings.markets)
         self.retained = RetainedLines(self.retain_blocks, self.accept_coin, self.streaming)
         self.sync = SnapshotSync(
-            settings, reactor, self._new_books, self._go_live, self._sync_failed, self._retry
+            settings, reactor, self._snapshot, self._go_live, self._sync_failed, self._retry
         )
         self.validator = Validator(
-            settings, books, self.retained, self._fetch, self._tell_reset, self._live_token,
+            settings, books, self.retained, self._snapshot, self._tell_reset, self._live_token,
             metrics, reactor,
         )  # fmt: skip
         self.assembler = self._assembler()
@@ -241,10 +243,13 @@ class IngestService(Service):
     def _new_books(self) -> Books:
         return Books(accept_coin=self.accept_coin)
 
-    def _fetch(self, path: Path) -> Any:
+    def _fetch(self, path: Path) -> Awaitable[Books]:
         return fetch_snapshot(
             self.reactor, self.settings, path, self._new_books, self.sync.snapshot_settle_s
         )
+
+    def _snapshot(self, path: Path) -> Awaitable[Books]:
+        return self.snapshots(path)
 
     # -- blocks ------------------------------------------------------------------
     def blocks_out(self, blocks: list[Block]) -> None:
