@@ -15,7 +15,7 @@ from twisted.internet import task
 from orderbook.book.books import Books
 from orderbook.book.events import StatusOrder
 from orderbook.config import NodeSettings
-from orderbook.metrics import Registry
+from orderbook.metrics import Metrics
 from orderbook.node.service import IngestService
 from orderbook.node.snapshot import SnapshotError
 from tests.node.support import FakeNode
@@ -66,7 +66,7 @@ class Rig:
         options = dict(data_dir=tmp_path, mode=mode, stall_timeout_s=5.0, validate_interval_s=0,
                        stream_grace_ms=100.0)  # fmt: skip
         options.update(overrides)
-        self.metrics = Registry()
+        self.metrics = Metrics()
         self.listener = Listener()
         self.books = Books()
         self.fail_with: str | None = None
