@@ -12,7 +12,9 @@ node writes blocks in order, so the finalisation rule is:
   go out with the next block (trades are paired by ``tid`` across blocks);
 - heights no stream wrote a row for come out as empty blocks (same block
   time as the next block), so consumers see every height; more than
-  ``max_filled`` missing heights in a row are reported to ``on_gap``;
+  ``MAX_FILLED`` missing heights in a row are reported to ``on_gap``;
+- a stream that writes ``"events":[]`` rows (dense: older writers, filtered
+  captures) announces every block, so a height it skips is a gap there;
 - a statuses or diffs row of a block already final is *late*: it is not
   applied, ``on_late(kind, height, coins)`` hears about it (the caller
   counts it and resyncs those coins);
@@ -67,6 +69,7 @@ class StreamAssembler:
         self._trusted_from: int | None = None
         self._late_fills: list = []  # fills rows of final blocks: go with the next block
         self._late_fills_ok = True
+        self._dense: set[str] = set()  # streams seen writing empty rows
 
     def stream_heights(self) -> dict[str, int]:
         """The last height seen in each stream."""
@@ -102,6 +105,8 @@ class StreamAssembler:
         if height < self._trusted_from:
             self.old_lines += 1
             return []
+        if not line.events:
+            self._dense.add(kind)
         events = filtered(kind, line.events, self.accept_coin)
         if self.emitted is not None and height <= self.emitted:
             self._late(kind, height, events)
@@ -143,7 +148,10 @@ class StreamAssembler:
 
     # -- internals -------------------------------------------------------------
     def _seen(self, kind: str, height: int) -> None:
-        if height > self._last.get(kind, -1):
+        last = self._last.get(kind, -1)
+        if kind in self._dense and last >= 0 and height > max(last, self.emitted or last) + 1:
+            self.on_gap(kind, max(last, self.emitted or last) + 1, height)
+        if height > last:
             self._last[kind] = height
         if not self._rises or height > self._rises[-1][0]:
             self._rises.append((height, self.now()))

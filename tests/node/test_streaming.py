@@ -23,8 +23,18 @@ class Clock:
         return self.now
 
 
+STATUS = {"time": "2026-04-30T20:46:00.0", "user": "0x1", "hash": None, "builder": None,
+          "status": "canceled", "order": {"coin": "BTC", "side": "B", "limitPx": "1", "sz": "1",
+                                          "oid": 9, "timestamp": 1}}  # fmt: skip
+FILL = ["0xa", {"coin": "BTC", "px": "1", "sz": "1", "side": "B", "time": 1, "hash": "0x",
+                "oid": 1, "crossed": True, "tid": 7, "fee": "0", "feeToken": "USDC",
+                "startPosition": "0", "dir": "Open Long", "closedPnl": "0"}]  # fmt: skip
+ONE_EVENT = {"statuses": [STATUS], "diffs": [DIFF], "fills": [FILL]}
+
+
 def _row(kind: str, height: int, events: list | None = None):
-    return decode_line(kind, envelope(height, events or [])[:-1])
+    """A row of ``kind``; one event by default (a real node writes no empty rows)."""
+    return decode_line(kind, envelope(height, ONE_EVENT[kind] if events is None else events)[:-1])
 
 
 @pytest.fixture
@@ -92,9 +102,7 @@ def test_late_book_row_is_reported_with_its_coins_and_not_applied(made):
 def test_late_fills_go_out_with_the_next_block(made):
     """Fills of block 1 read after block 1 was applied: they ride with block 2."""
     assembler, clock, late, _ = made
-    fill = ["0xa", {"coin": "BTC", "px": "1", "sz": "1", "side": "B", "time": 1, "hash": "0x",
-                    "oid": 1, "crossed": True, "tid": 7, "fee": "0", "feeToken": "USDC",
-                    "startPosition": "0", "dir": "Open Long", "closedPnl": "0"}]  # fmt: skip
+    fill = FILL
     _add(assembler, "statuses", 1, first=True)
     _add(assembler, "diffs", 1, first=True)
     _add(assembler, "statuses", 2)
@@ -114,7 +122,7 @@ def test_heights_no_stream_wrote_come_out_empty(made):
     assert _add(assembler, "diffs", 4) == [1]
     _add(assembler, "statuses", 5)
     blocks = assembler.add("diffs", _row("diffs", 5))
-    assert [(b.height, b.diffs) for b in blocks] == [(2, []), (3, []), (4, [])]
+    assert [(b.height, len(b.diffs)) for b in blocks] == [(2, 0), (3, 0), (4, 1)]
     assert blocks[0].time_ms == blocks[2].time_ms and gaps == []
 
 
@@ -266,3 +274,16 @@ def test_real_sparse_capture_statuses_read_behind_within_the_grace(mainnet_data)
     streaming, late = replay_streaming(node_order(rows, {"statuses": 1}), step=0.01)
     assert late == []
     assert_same_books_at_every_height(by_block, streaming)
+
+
+def test_a_dense_stream_that_skips_a_height_is_a_gap(made):
+    """A stream that writes empty rows announces every block: a skip there is a gap."""
+    assembler, clock, _, gaps = made
+    _add(assembler, "statuses", 1, first=True)
+    _add(assembler, "diffs", 1, first=True)
+    _add(assembler, "fills", 1, [], first=True)  # an empty row: fills is dense
+    _add(assembler, "fills", 2)
+    _add(assembler, "fills", 4)
+    assert gaps == [("fills", 3, 4)]
+    _add(assembler, "diffs", 4, [DIFF])  # diffs never wrote an empty row: sparse
+    assert gaps == [("fills", 3, 4)]
