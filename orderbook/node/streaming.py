@@ -195,13 +195,18 @@ class StreamAssembler:
         return blocks
 
     def _filled(self, height: int, block_time: str) -> list[Block]:
-        """Empty blocks for the heights between the last one out and ``height``."""
+        """Empty blocks for the heights between the last one out and ``height``.
+
+        Only heights whose rows would all have been read: below the trusted
+        start nothing is known (the consumer sees the jump and resyncs).
+        """
         if self.emitted is None or height == self.emitted + 1:
             return []
-        if height - self.emitted - 1 > MAX_FILLED:
-            self.on_gap(STATUSES, self.emitted + 1, height)
+        start = max(self.emitted + 1, self._trusted_from or 0)
+        if height - start > MAX_FILLED:
+            self.on_gap(STATUSES, start, height)
             return []
-        return [Parts(block_time).block(h) for h in range(self.emitted + 1, height)]
+        return [Parts(block_time).block(h) for h in range(start, height)]
 
     def _late(self, kind: str, height: int, events: list) -> None:
         if kind == FILLS:

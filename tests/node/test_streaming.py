@@ -287,3 +287,15 @@ def test_a_dense_stream_that_skips_a_height_is_a_gap(made):
     assert gaps == [("fills", 3, 4)]
     _add(assembler, "diffs", 4, [DIFF])  # diffs never wrote an empty row: sparse
     assert gaps == [("fills", 3, 4)]
+
+
+def test_no_empty_blocks_made_up_below_the_trusted_start(made):
+    """Joined inside block 7, consumer at 5 (a snapshot): 6 and 7 are unknown, not
+    empty; block 8 comes out alone (the consumer sees the jump and resyncs)."""
+    assembler, clock, _, _ = made
+    _add(assembler, "diffs", 7)
+    assembler.skip_through(5)
+    _add(assembler, "statuses", 8)
+    _add(assembler, "diffs", 8)
+    _add(assembler, "statuses", 9)
+    assert _add(assembler, "diffs", 9) == [8]
