@@ -21,8 +21,8 @@ from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from orderbook.book.coin_book import dismantle
 from orderbook.book.books import Books
+from orderbook.book.coin_book import dismantle
 from orderbook.book.events import Block
 from orderbook.config import NodeSettings
 from orderbook.node.snapshot import (
