@@ -49,6 +49,11 @@ class LineIntake:
         self.m_bad = metrics.counter(
             "orderbook_node_bad_lines_total", "Unusable node lines", labels=("stream",)
         )
+        self.m_late = metrics.counter(
+            "orderbook_node_late_rows_total",
+            "Streaming statuses/diffs rows read after their block was applied",
+            labels=("stream",),
+        )
         self._stream_at: dict[str, float] = {}
         self._late_logged: int | None = None  # the last block whose late rows were logged
 
@@ -140,8 +145,29 @@ class LineIntake:
         if kind != FILLS:
             self.service.need_resync(f"bad {kind} line in {path} at byte {offset}", height)
 
-    def late(self, kind: str, height: int, coins: set[str]) -> None:
-        """Log a late streaming row once per block."""
+    def stream_gap(self, kind: str, expected: int, got: int) -> None:
+        self.service.m_gaps.inc()
+        self.service.need_resync(f"{kind} stream skipped from block {expected} to {got}", expected)
+
+    def block_dropped(self, height: int, waiting_for: list[str]) -> None:
+        """By-block: an incomplete block given up because one stream lags too far."""
+        service = self.service
+        live = None if service.sync.syncing else service.books.height
+        if live is not None and height <= live:
+            return  # the state we serve already covers it
+        service.m_gaps.inc()
+        service.need_resync(
+            f"block {height} dropped: stream {', '.join(waiting_for)} more than "
+            f"{service.assembler.max_pending} blocks behind",
+            height,
+        )
+
+    def late_row(self, kind: str, height: int, coins: set[str]) -> None:
+        """A statuses/diffs row of a block already applied: counted, logged once per
+        block, and its coins resynced from a snapshot (validation of those coins)."""
+        self.m_late.inc(1, kind)
+        if coins:
+            self.service.validator.resync_coins(coins)
         if self._late_logged == height:
             return
         self._late_logged = height

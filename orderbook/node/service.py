@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet import task
 from twisted.logger import Logger
 
 from orderbook.book.books import Books
@@ -44,7 +43,8 @@ from orderbook.node.prefilter import StatusesPrefilter
 from orderbook.node.resync import SnapshotSync, dispose, fetch_snapshot
 from orderbook.node.retained import RetainedLines
 from orderbook.node.schema import DIRECTORIES, STREAM_KINDS, coin_filter
-from orderbook.node.streaming import StreamAssembler
+from orderbook.node.stall import StallWatch
+from orderbook.node.streaming import GraceTimer, StreamAssembler
 from orderbook.node.tail import NodeTailer
 from orderbook.node.validation import Validator
 
@@ -85,17 +85,23 @@ class IngestService(Service):
         self.accept_coin = coin_filter(settings.markets)
         self.retained = RetainedLines(self.retain_blocks, self.accept_coin, self.streaming)
         self.sync = SnapshotSync(
-            settings, reactor, self._snapshot, self._go_live, self._sync_failed, self._retry
+            settings, reactor, self.snapshots, self._go_live, self._sync_failed, self._retry
         )
         self.validator = Validator(
-            settings, books, self.retained, self._snapshot, self._tell_reset, self._live_token,
+            settings, books, self.retained, self.snapshots, self.listener.books_reset,
+            self._live_token,
             metrics, reactor,
         )  # fmt: skip
-        self.assembler = self._assembler()
+        self.lines = LineIntake(self, metrics)
+        self.assembler = make_assembler(self)
+        self.grace = (
+            GraceTimer(reactor, self._assembly, lambda out: self._guard(self.blocks_out, out))
+            if self.streaming
+            else None
+        )
         self.decoder = (
             StatusesPrefilter(reactor) if settings.decode_worker and not self.streaming else None
         )
-        self.lines = LineIntake(self, metrics)
         directories = DIRECTORIES[settings.mode]
         self.tailer = NodeTailer(
             {kind: Path(settings.data_dir) / directories[kind] / "hourly" for kind in STREAM_KINDS},
@@ -109,27 +115,14 @@ class IngestService(Service):
         self._resyncs = 0
         self._live = 0  # bumped at every go-live and resync: validation's token
         self._last_block_at: float | None = None
-        self._grace_call: Any = None
-        self._watchdog = task.LoopingCall(self._guard, self._check_stall)
-        self._watchdog.clock = reactor
-        self._register_metrics(metrics)
-
-    def _assembler(self) -> BlockAssembler | StreamAssembler:
-        if self.streaming:
-            return StreamAssembler(
-                self.reactor.seconds,
-                self.settings.stream_grace_ms / 1000,
-                accept_coin=self.accept_coin,
-                on_late=self._late_row,
-                on_gap=self._stream_gap,
-                max_pending=self.max_pending_blocks,
-            )
-        return BlockAssembler(
-            on_gap=self._stream_gap,
-            accept_coin=self.accept_coin,
-            max_pending=self.max_pending_blocks,
-            on_drop=self._block_dropped,
+        self.m_blocks, self.m_old, self.m_resyncs, self.m_gaps, self.m_snapshot_failures = (
+            register_metrics(self, metrics)
         )
+        self.stall = StallWatch(
+            reactor, settings.stall_timeout_s, lambda: self._last_block_at,
+            self.lines.stopped_alone, self.lines.quiet_for, lambda: self._state, self._set_state,
+            metrics,
+        )  # fmt: skip
 
     # -- public ------------------------------------------------------------------
     def startService(self) -> None:  # noqa: N802 (Twisted API)
@@ -139,7 +132,7 @@ class IngestService(Service):
         if self.decoder is not None:
             self.decoder.start()
         self.tailer.start(at_end=True)
-        self._watchdog.start(min(1.0, self.settings.stall_timeout_s / 4), now=False)
+        self.stall.start()
         self.validator.start()
         self._start_sync()
 
@@ -149,10 +142,10 @@ class IngestService(Service):
         self.tailer.stop()
         if self.decoder is not None:
             self.decoder.stop()
-        if self._watchdog.running:
-            self._watchdog.stop()
+        self.stall.stop()
         self.validator.stop()
-        self._cancel_grace()
+        if self.grace is not None:
+            self.grace.cancel()
 
     def validate(self) -> Any:
         """Compare the live book with a fresh snapshot now (for tests and operators)."""
@@ -161,11 +154,11 @@ class IngestService(Service):
     def status(self) -> dict[str, Any]:
         """The health document (also sent to the listeners' ``state_changed``)."""
         now = self.reactor.seconds()
-        time_ms = self.books.time_ms if self._synced() else None
+        time_ms = self.books.time_ms if self.synced() else None
         last = self._last_block_at
         return {
             "state": self._state,
-            "height": self.books.height if self._synced() else None,
+            "height": self.books.height if self.synced() else None,
             "block_time": time_ms,
             "lag_ms": None if time_ms is None else int(now * 1000) - time_ms,
             "last_block_age_ms": None if last is None else int((now - last) * 1000),
@@ -176,35 +169,6 @@ class IngestService(Service):
             "stream_heights": self.assembler.stream_heights(),
         }
 
-    # -- metrics -----------------------------------------------------------------
-    def _register_metrics(self, metrics: Metrics) -> None:
-        prefix = "orderbook_node_"
-        self.m_blocks = metrics.counter(prefix + "blocks_applied_total", "Blocks applied live")
-        self.m_old = metrics.counter(prefix + "old_blocks_total", "Blocks at or below our height")
-        self.m_resyncs = metrics.counter(prefix + "resyncs_total", "Resyncs started")
-        self.m_gaps = metrics.counter(prefix + "gaps_total", "Missing blocks detected")
-        self.m_stalls = metrics.counter(prefix + "stalls_total", "Times the feed went stale")
-        self.m_snapshot_failures = metrics.counter(
-            prefix + "snapshot_failures_total", "Failed snapshot requests or loads"
-        )
-        self.m_late = metrics.counter(
-            prefix + "late_rows_total",
-            "Streaming statuses/diffs rows read after their block was applied",
-            labels=("stream",),
-        )
-        metrics.gauge(prefix + "height", "Height of the live book", read=self._height_or_zero)
-        metrics.gauge(prefix + "lag_ms", "Wall clock minus block time", read=self._lag_or_zero)
-        metrics.gauge(prefix + "ready", "1 when the live book is ready", read=self._ready_gauge)
-
-    def _height_or_zero(self) -> float:
-        return self.books.height or 0 if self._synced() else 0
-
-    def _lag_or_zero(self) -> float:
-        return self.status()["lag_ms"] or 0
-
-    def _ready_gauge(self) -> float:
-        return 1 if self._state == READY else 0
-
     # -- helpers -----------------------------------------------------------------
     def _guard(self, call: Callable, *args: Any) -> Any:
         try:
@@ -212,9 +176,6 @@ class IngestService(Service):
         except Exception:
             self._log.failure("ingest: {call} failed; ingestion goes on", call=call.__name__)
             return None
-
-    def _tell_reset(self, coins: set[str]) -> None:
-        self.listener.books_reset(coins)
 
     def _set_state(self, state: str, reason: str | None) -> None:
         if state == self._state and reason == self._reason:
@@ -233,12 +194,15 @@ class IngestService(Service):
         """When the last block completed (reactor time)."""
         return self._last_block_at
 
-    def _synced(self) -> bool:
+    def synced(self) -> bool:
         return self.books.height is not None and self._state != INITIALIZING
 
     def _live_token(self) -> int | None:
         """Changes at every resync; None while the live book is not being followed."""
         return self._live if self._state in (READY, STALE) else None
+
+    def _assembly(self) -> StreamAssembler:
+        return self.assembler  # type: ignore[return-value]  (streaming mode only)
 
     def _new_books(self) -> Books:
         return Books(accept_coin=self.accept_coin)
@@ -248,16 +212,13 @@ class IngestService(Service):
             self.reactor, self.settings, path, self._new_books, self.sync.snapshot_settle_s
         )
 
-    def _snapshot(self, path: Path) -> Awaitable[Books]:
-        return self.snapshots(path)
-
     # -- blocks ------------------------------------------------------------------
     def blocks_out(self, blocks: list[Block]) -> None:
         """Blocks the assembler completed (in height order); re-arm the streaming grace."""
         for block in blocks:
             self._block(block)
-        if self.streaming:
-            self._arm_grace()
+        if self.grace is not None:
+            self.grace.arm()
 
     def _block(self, block: Block) -> None:
         self._last_block_at = self.reactor.seconds()
@@ -292,54 +253,11 @@ class IngestService(Service):
                 block.height,
             )
             return
-        if self._state == STALE and self._stall_reason() is None:
-            self._set_state(READY, None)
+        if self._state == STALE:
+            self.stall.check()
         self.validator.height_reached()
 
-    def _arm_grace(self) -> None:
-        """Flush the streaming assembler when the oldest block's grace ends."""
-        due = self.assembler.due()
-        call = self._grace_call
-        if call is not None and call.active():
-            if due is not None and call.getTime() <= due:
-                return
-            call.cancel()
-        self._grace_call = None
-        if due is not None and self.running:
-            delay = max(due - self.reactor.seconds(), 0.0)
-            self._grace_call = self.reactor.callLater(delay, self._guard, self._grace_over)
-
-    def _grace_over(self) -> None:
-        self._grace_call = None
-        self.blocks_out(self.assembler.flush())
-
-    def _cancel_grace(self) -> None:
-        if self._grace_call is not None and self._grace_call.active():
-            self._grace_call.cancel()
-        self._grace_call = None
-
     # -- trouble -----------------------------------------------------------------
-    def _stream_gap(self, kind: str, expected: int, got: int) -> None:
-        self.m_gaps.inc()
-        self.need_resync(f"{kind} stream skipped from block {expected} to {got}", expected)
-
-    def _block_dropped(self, height: int, waiting_for: list[str]) -> None:
-        if not self.sync.syncing and self.books.height is not None and height <= self.books.height:
-            return  # the state we serve already covers it
-        self.m_gaps.inc()
-        self.need_resync(
-            f"block {height} dropped: stream {', '.join(waiting_for)} more than "
-            f"{self.assembler.max_pending} blocks behind",
-            height,
-        )
-
-    def _late_row(self, kind: str, height: int, coins: set[str]) -> None:
-        """A statuses/diffs row of a block already applied: count it, resync its coins."""
-        self.m_late.inc(1, kind)
-        self.lines.late(kind, height, coins)
-        if coins:
-            self.validator.resync_coins(coins)
-
     def need_resync(self, reason: str, height: int | None) -> None:
         """Something is wrong with the live state: serve the last good one, resync."""
         if self.sync.syncing:
@@ -397,7 +315,7 @@ class IngestService(Service):
     def _sync_failed(self, reason: str, delay: float) -> None:
         self.m_snapshot_failures.inc()
         if self.books.height is None:  # no reference height yet: assemble afresh
-            self.assembler = self._assembler()
+            self.assembler = make_assembler(self)
         self._log.error(
             "ingest: snapshot failed: {reason}; retrying in {delay:g} s",
             reason=reason,
@@ -406,29 +324,49 @@ class IngestService(Service):
         state = BOOTSTRAPPING if self._state in (INITIALIZING, BOOTSTRAPPING) else RESYNCING
         self._set_state(state, f"snapshot failed: {reason}")
 
-    # -- staleness ---------------------------------------------------------------
-    def _check_stall(self) -> None:
-        if self._state not in (READY, STALE):
-            return
-        reason = self._stall_reason()
-        if reason is not None and self._state == READY:
-            self.m_stalls.inc()
-            self._log.warn("ingest: stale: {reason}", reason=reason)
-            self._set_state(STALE, reason)
-        elif reason is None and self._state == STALE:
-            self._set_state(READY, None)
 
-    def _stall_reason(self) -> str | None:
-        """Why the feed is stale (a by-block stream that stopped is named), or None."""
-        now = self.reactor.seconds()
-        stopped = self.lines.stopped_alone()
-        if stopped:
-            quiet = self.lines.quiet_for(stopped)
-            return (
-                f"stream {', '.join(stopped)} stopped while the others go on "
-                f"(nothing for {quiet:.1f} s)"
-            )
-        last = self._last_block_at
-        if last is not None and now - last > self.settings.stall_timeout_s:
-            return f"no new block for {now - last:.1f} s"
-        return None
+def make_assembler(service: IngestService) -> BlockAssembler | StreamAssembler:
+    """The assembler of the service's mode, reporting trouble to its line intake."""
+    lines = service.lines
+    if service.streaming:
+        return StreamAssembler(
+            service.reactor.seconds,
+            service.settings.stream_grace_ms / 1000,
+            accept_coin=service.accept_coin,
+            on_late=lines.late_row,
+            on_gap=lines.stream_gap,
+            max_pending=service.max_pending_blocks,
+        )
+    return BlockAssembler(
+        on_gap=lines.stream_gap,
+        accept_coin=service.accept_coin,
+        max_pending=service.max_pending_blocks,
+        on_drop=lines.block_dropped,
+    )
+
+
+def register_metrics(service: IngestService, metrics: Metrics) -> tuple[Any, ...]:
+    """The service's gauges; its counters (blocks, old, resyncs, gaps, snapshot failures)."""
+    prefix = "orderbook_node_"
+
+    def height() -> float:
+        return (service.books.height or 0) if service.synced() else 0
+
+    metrics.gauge(prefix + "height", "Height of the live book", read=height)
+    metrics.gauge(
+        prefix + "lag_ms",
+        "Wall clock minus block time",
+        read=lambda: service.status()["lag_ms"] or 0,
+    )
+    metrics.gauge(
+        prefix + "ready",
+        "1 when the live book is ready",
+        read=lambda: 1 if service.status()["state"] == READY else 0,
+    )
+    return (
+        metrics.counter(prefix + "blocks_applied_total", "Blocks applied live"),
+        metrics.counter(prefix + "old_blocks_total", "Blocks at or below our height"),
+        metrics.counter(prefix + "resyncs_total", "Resyncs started"),
+        metrics.counter(prefix + "gaps_total", "Missing blocks detected"),
+        metrics.counter(prefix + "snapshot_failures_total", "Failed snapshot requests or loads"),
+    )

@@ -22,14 +22,16 @@ node writes blocks in order, so the finalisation rule is:
   its row begins a file): it and everything below are dropped; the snapshot
   taken afterwards covers them.
 
-The assembler has no timer of its own: the caller asks :meth:`due` when the
-next grace ends and calls :meth:`flush` then; ``now`` is the caller's clock.
+The assembler has no timer of its own (``now`` is the caller's clock): a
+:class:`GraceTimer` on the reactor asks :meth:`~StreamAssembler.due` when the
+next grace ends and calls :meth:`~StreamAssembler.flush` then.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from orderbook.book.events import Block
 from orderbook.node.blocks import GapReport, Parts, filtered, store
@@ -218,3 +220,40 @@ class StreamAssembler:
         else:
             coins = {diff.coin for diff in events}
         self.on_late(kind, height, coins)
+
+
+class GraceTimer:
+    """One reactor timer: flush the assembler when its oldest block's grace ends."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        assembler: Callable[[], StreamAssembler],
+        deliver: Callable[[list[Block]], None],
+    ) -> None:
+        self.reactor = reactor
+        self.assembler = assembler  # the current one (replaced after a failed bootstrap)
+        self.deliver = deliver
+        self._call: Any = None
+
+    def arm(self) -> None:
+        """(Re)schedule the flush for the current oldest block (after each line or flush)."""
+        due = self.assembler().due()
+        call = self._call
+        if call is not None and call.active():
+            if due is not None and call.getTime() <= due:
+                return
+            call.cancel()
+        self._call = None
+        if due is not None:
+            delay = max(due - self.reactor.seconds(), 0.0)
+            self._call = self.reactor.callLater(delay, self._over)
+
+    def cancel(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    def _over(self) -> None:
+        self._call = None
+        self.deliver(self.assembler().flush())
