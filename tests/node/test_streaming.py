@@ -299,3 +299,78 @@ def test_no_empty_blocks_made_up_below_the_trusted_start(made):
     _add(assembler, "diffs", 8)
     _add(assembler, "statuses", 9)
     assert _add(assembler, "diffs", 9) == [8]
+
+
+# -- the simulator's output, made sparse ----------------------------------------------
+def _load_snapshot(path) -> Books:
+    from orderbook.book.events import StatusOrder
+
+    height, coins = msgspec.json.decode(path.read_bytes())
+    books = Books()
+    for coin, (bids, asks) in coins:
+        for side, entries in (("B", bids), ("A", asks)):
+            books.load_orders(
+                coin, side, [(u, msgspec.convert(o, StatusOrder)) for u, o in entries]
+            )
+    books.set_height(height, None)
+    return books
+
+
+def _sim_lines(root, mode: str) -> dict[str, list[bytes]]:
+    lines = {}
+    for kind, directory in DIRECTORIES[mode].items():
+        files = sorted(
+            (root / directory / "hourly").glob("*/*"), key=lambda p: (p.parent.name, int(p.name))
+        )
+        lines[kind] = [raw for path in files for raw in path.read_bytes().splitlines()]
+    return lines
+
+
+@pytest.mark.parametrize("skew", [{}, {"statuses": 1}, {"fills": 2}])
+def test_simulator_sparse_streaming_same_book_at_every_height(tmp_path, skew):
+    """The simulator's streaming files without their empty rows (as a node writes them)
+    replay to the same book at every height as its by-block files, with the same trades,
+    whichever stream is read a block or two behind (within the grace)."""
+    from orderbook.sim.generate import generate
+
+    blocks = 120
+    runs = {}
+    for mode in ("by_block", "streaming"):
+        data = tmp_path / mode
+        runs[mode] = generate(data / "hl", blocks, seed=3, mode=mode, scale=0.05,
+                              snapshot_at=[0], snapshot_dir=data, split_probability=0)  # fmt: skip
+    snapshot = next(iter(runs["by_block"].snapshots.values()))
+    by_block_lines = _sim_lines(tmp_path / "by_block" / "hl", "by_block")
+    rows = {
+        kind: [raw for raw in lines if not raw.endswith(b'"events":[]}')]
+        for kind, lines in _sim_lines(tmp_path / "streaming" / "hl", "streaming").items()
+    }
+    dropped = sum(map(len, _sim_lines(tmp_path / "streaming" / "hl", "streaming").values()))
+    assert sum(map(len, rows.values())) < dropped  # the files had empty rows: now sparse
+    assembler = BlockAssembler()
+    by_block = []
+    for index in range(len(by_block_lines["diffs"])):
+        for kind in ("fills", "diffs", "statuses"):
+            by_block += assembler.add(kind, decode_line(kind, by_block_lines[kind][index]))
+    streaming, late = replay_streaming(node_order(rows, skew), step=0.01)
+    assert late == []
+    start = _load_snapshot(snapshot).height
+    by_block = [b for b in by_block if b.height > start]
+    streaming = [b for b in streaming if b.height > start]
+    assert [b.height for b in streaming] == [b.height for b in by_block][: len(streaming)]
+    assert len(streaming) >= blocks - 3
+    ours, theirs = _load_snapshot(snapshot), _load_snapshot(snapshot)
+    trades = {"by_block": [], "streaming": []}
+    for mine, reference in zip(streaming, by_block, strict=False):
+        a, b = theirs.apply_block(reference), ours.apply_block(mine)
+        assert not a.errors and not b.errors, (a.errors[:1], b.errors[:1])
+        trades["by_block"] += [t["tid"] for ts in a.trades.values() for t in ts]
+        trades["streaming"] += [t["tid"] for ts in b.trades.values() for t in ts]
+        for coin in set(ours.coins()) | set(theirs.coins()):
+            assert ours.compare_coin(theirs, coin) == [], (mine.height, coin)
+    # trades: all of them, each once; with fills read late, the last ones follow later
+    assert trades["streaming"] == trades["by_block"][: len(trades["streaming"])]
+    missing = trades["by_block"][len(trades["streaming"]) :]
+    applied = streaming[-1].height
+    assert set(missing) <= {f.tid for b in by_block if b.height > applied - 3 for _, f in b.fills}
+    assert len(trades["streaming"]) > 10
