@@ -39,6 +39,7 @@ class Validator:
     turn_budget_s = 0.02  # work per reactor turn when catching up or comparing
     compare_slice = 20  # at most this many coins compared per reactor turn
     max_logged_differences = 10
+    coin_retry_s = 5.0  # coins to resync wait this long after a failed snapshot
 
     def __init__(
         self,
@@ -120,32 +121,38 @@ class Validator:
         if delay > 0 or self._coins:
             self._call = self.reactor.callLater(delay, self._run)
 
-    def _next(self) -> None:
+    def _next(self, retry: bool = False) -> None:
+        """Schedule the next run: coins waiting go first (after a pause when the
+        snapshot just failed), else the periodic one."""
         self._call = None
         interval = self.settings.validate_interval_s
         if self._coins:
-            self._schedule(0)
+            self._schedule(self.coin_retry_s if retry else 0)
         elif interval > 0:
             self._schedule(interval)
 
     def _run(self) -> Deferred:
         self._call = None
+        if self.running:
+            return defer.succeed(None)  # its end schedules the next run
         token = self.live()
-        if self.running or token is None:
+        if token is None:
+            self._coins.clear()  # not live: the coming resync replaces every coin
             self._next()
             return defer.succeed(None)
         self.running = True
         only, self._coins = self._coins, set()
         done = Deferred.fromCoroutine(self._validate(token, only))
 
-        def over(result: object) -> None:
+        def over(failed: object) -> None:
             self.running = False
-            self._next()
+            self._next(retry=bool(failed))
 
         done.addErrback(lambda f: self._log.failure("ingest: validation crashed", f))
         return done.addBoth(over)
 
-    async def _validate(self, token: int, only: set[str]) -> None:
+    async def _validate(self, token: int, only: set[str]) -> bool | None:
+        """One run; True when the snapshot could not be had (retry after a pause)."""
         self.m_validations.inc()
         try:
             path = self.settings.snapshot_path
@@ -153,32 +160,34 @@ class Validator:
         except SnapshotError as exc:
             self._log.warn("ingest: validation skipped: {problem}", problem=str(exc))
             self._coins |= only
-            return
+            return True
         try:
-            await self._compare_all(token, staging, only)
+            if not await self._compare_all(token, staging, only) and self.live() == token:
+                self._coins |= only  # skipped: named coins are tried again
+                return True
         finally:
             dispose(self.books.take_discarded())
             dispose(staging.abandon())
 
-    async def _compare_all(self, token: int, staging: Books, only: set[str]) -> None:
-        """Bring the staging copy to the live height, then compare coin by coin."""
+    async def _compare_all(self, token: int, staging: Books, only: set[str]) -> bool:
+        """Bring the staging copy to the live height, then compare coin by coin (True: done)."""
         try:
             await self._reach_height(staging.height)
         except defer.TimeoutError:
             self._log.warn("ingest: validation skipped: timeout")
-            return
+            return False
         if self.live() != token or not await self._catch_staging_up(token, staging):
-            return
+            return False
         coins = sorted(only or set(self.books.coins()) | set(staging.coins()))
         mismatched: list[str] = []
         index = 0
         while index < len(coins):
             if self.live() != token:
-                return  # a resync replaces everything anyway
+                return False  # a resync replaces everything anyway
             if self.books.height != staging.height and not await self._catch_staging_up(
                 token, staging
             ):
-                return
+                return False
             deadline = self.work_timer() + self.turn_budget_s
             adopted = []
             for coin in coins[index : index + self.compare_slice]:
@@ -192,6 +201,7 @@ class Validator:
                 self.reset(set(adopted))
             await task.deferLater(self.reactor, 0, lambda: None)
         self._report(staging.height, len(coins), mismatched, only)
+        return True
 
     async def _catch_staging_up(self, token: int, staging: Books) -> bool:
         """Apply retained blocks to ``staging`` up to the live height, a slice per turn.

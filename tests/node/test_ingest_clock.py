@@ -314,3 +314,40 @@ def test_memory_is_flat_after_warm_up(rig):
     assert r.books.height == r.node.height
     assert len(r.service.retained) <= 3 * 100
     assert after - before < 40_000, (before, after)  # decoded blocks: ~2 KB each here
+
+
+def test_coin_resync_retries_after_a_pause_when_the_snapshot_fails(rig):
+    """Coins to resync and a node that cannot give a snapshot: one attempt every
+    coin_retry_s (not a busy loop), then done once a snapshot comes."""
+    r = rig()
+    r.write(1)
+    r.fail_with = "node says no"
+    r.service.validator.resync_coins({"BTC"})
+    r.settle()
+    assert r.fetches == 2  # the bootstrap, one attempt
+    r.clock.advance(4.9)
+    r.settle()
+    assert r.fetches == 2
+    r.clock.advance(0.1)
+    r.settle()
+    assert r.fetches == 3
+    r.fail_with = None
+    r.clock.advance(5.0)
+    r.settle()
+    assert r.fetches == 4 and r.metric("validation_runs_total") == 3
+    r.clock.advance(60.0)
+    r.settle()
+    assert r.fetches == 4  # nothing left to resync, no periodic validation configured
+
+
+def test_coins_to_resync_are_dropped_when_a_full_resync_comes(rig):
+    """Not live (resyncing): the named coins are moot, no snapshot is asked for them."""
+    r = rig()
+    r.fail_with = "node says no"
+    r.service.need_resync("test", None)
+    r.service.validator.resync_coins({"BTC"})
+    r.settle()
+    fetches = r.fetches
+    r.clock.advance(0.5)
+    r.settle()
+    assert r.fetches == fetches and r.metric("validation_runs_total") == 0
