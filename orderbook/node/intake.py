@@ -77,7 +77,7 @@ class LineIntake:
             return
         if not raw.strip():
             return
-        prefilter = self.service.decoder
+        prefilter = self.service.prefilter
         if kind == STATUSES and prefilter is not None:
             prefilter.submit(
                 raw,
@@ -164,9 +164,13 @@ class LineIntake:
 
     def late_row(self, kind: str, height: int, coins: set[str]) -> None:
         """A statuses/diffs row of a block already applied: counted, logged once per
-        block, and its coins resynced from a snapshot (validation of those coins)."""
+        block, and its coins resynced from a snapshot (validation of those coins).
+        While a snapshot is being caught up it is trouble for that attempt instead
+        (its buffered block lacks the row)."""
         self.m_late.inc(1, kind)
-        if coins:
+        if self.service.sync.syncing:
+            self.service.sync.trouble(height, f"late {kind} row of block {height}")
+        elif coins:
             self.service.validator.resync_coins(coins)
         if self._late_logged == height:
             return

@@ -99,7 +99,7 @@ class IngestService(Service):
             if self.streaming
             else None
         )
-        self.decoder = (
+        self.prefilter = (
             StatusesPrefilter(reactor) if settings.decode_worker and not self.streaming else None
         )
         directories = DIRECTORIES[settings.mode]
@@ -129,8 +129,8 @@ class IngestService(Service):
         super().startService()
         self._last_block_at = self.reactor.seconds()
         self.lines.start()
-        if self.decoder is not None:
-            self.decoder.start()
+        if self.prefilter is not None:
+            self.prefilter.start()
         self.tailer.start(at_end=True)
         self.stall.start()
         self.validator.start()
@@ -140,8 +140,8 @@ class IngestService(Service):
         super().stopService()
         self.sync.stop()
         self.tailer.stop()
-        if self.decoder is not None:
-            self.decoder.stop()
+        if self.prefilter is not None:
+            self.prefilter.stop()
         self.stall.stop()
         self.validator.stop()
         if self.grace is not None:

@@ -108,9 +108,9 @@ def harness(tmp_path, reactor):
 @pytest_twisted.inlineCallbacks
 def test_bootstrap_then_follow_blocks(harness, decode_worker):
     """Start: snapshot loaded, state ready, then every block applied and announced
-    (statuses decoded in-process, or by the decoder child)."""
+    (statuses decoded in-process, or through the pre-filter child)."""
     h = harness(decode_worker=decode_worker)
-    assert (h.service.decoder is not None) is decode_worker
+    assert (h.service.prefilter is not None) is decode_worker
     h.service.startService()
     assert h.state() == "bootstrapping"
     yield wait_for(h.caught_up, what="ready")
@@ -124,7 +124,7 @@ def test_bootstrap_then_follow_blocks(harness, decode_worker):
     assert status["height"] == 1006 and status["lag_ms"] is not None
     assert status["reason"] is None and status["resyncs"] == 0
     if decode_worker:  # the child read the statuses lines from the node's file itself
-        assert h.service.decoder.stripped > 0 and h.service.decoder.unread == 0
+        assert h.service.prefilter.stripped > 0 and h.service.prefilter.unread == 0
 
 
 @pytest_twisted.inlineCallbacks
