@@ -14,12 +14,15 @@ States (``status()["state"]``):
   seen; the last good state is still served while a fresh snapshot is loaded
   (:mod:`orderbook.node.resync`).
 
-The work is delegated: lines come from :mod:`~orderbook.node.tail` (statuses
-through the :mod:`~orderbook.node.prefilter` child when enabled), become blocks
-in :mod:`~orderbook.node.blocks` (by-block) or :mod:`~orderbook.node.streaming`
-(whose grace timer lives here), snapshots and catch-up in
+The work is delegated: lines come from :mod:`~orderbook.node.tail` through
+:mod:`~orderbook.node.intake` (statuses through the
+:mod:`~orderbook.node.prefilter` child when enabled), become blocks in
+:mod:`~orderbook.node.blocks` (by-block) or :mod:`~orderbook.node.streaming`
+(with its grace timer); snapshots and catch-up live in
 :mod:`~orderbook.node.resync`, periodic validation and per-coin resyncs in
-:mod:`~orderbook.node.validation`. Every callback is an error boundary: nothing
+:mod:`~orderbook.node.validation`, stale detection in
+:mod:`~orderbook.node.stall`; listeners hear results through
+:mod:`~orderbook.node.listeners`. Every callback is an error boundary: nothing
 here stops the process. The only clock is the reactor's (injectable).
 """
 
