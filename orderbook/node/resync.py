@@ -97,6 +97,7 @@ class SnapshotSync:
         self.retry_call: Any = None
         self._dirty: list[tuple[int | None, str]] = []  # trouble seen while syncing
         self._call: Deferred | None = None
+        self._last_failure = ("", 0)  # (reason, failures in a row with it)
 
     def start(self) -> None:
         """Ask for a snapshot now (the caller checked it is allowed)."""
@@ -161,6 +162,7 @@ class SnapshotSync:
         self.wanted = False
         self._call = None
         self.retry_delay = self.retry_base_s
+        self._last_failure = ("", 0)
         self.on_live(staging)
 
     @staticmethod
@@ -202,8 +204,28 @@ class SnapshotSync:
         delay = self.retry_delay
         self.retry_delay = min(self.retry_delay * 2, self.retry_max_s)
         self.wanted = True
+        self._log_failure(reason, delay)
         self.on_failed(reason, delay)
         self.retry_call = self.reactor.callLater(delay, self._retry)
+
+    def _log_failure(self, reason: str, delay: float) -> None:
+        """The whole reason once (a refused connection says what is likely wrong);
+        the same reason again only as a count, not the same line forever."""
+        again = reason == self._last_failure[0]
+        self._last_failure = (reason, self._last_failure[1] + 1 if again else 1)
+        if again:
+            _log.error(
+                "ingest: snapshot failed again ({count} in a row, same reason); "
+                "retrying in {delay:g} s",
+                count=self._last_failure[1],
+                delay=delay,
+            )
+        else:
+            _log.error(
+                "ingest: snapshot failed: {reason}; retrying in {delay:g} s",
+                reason=reason,
+                delay=delay,
+            )
 
     def _retry(self) -> None:
         self.retry_call = None

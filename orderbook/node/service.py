@@ -319,11 +319,6 @@ class IngestService(Service):
         self.m_snapshot_failures.inc()
         if self.books.height is None:  # no reference height yet: assemble afresh
             self.assembler = make_assembler(self)
-        self._log.error(
-            "ingest: snapshot failed: {reason}; retrying in {delay:g} s",
-            reason=reason,
-            delay=delay,
-        )
         state = BOOTSTRAPPING if self._state in (INITIALIZING, BOOTSTRAPPING) else RESYNCING
         self._set_state(state, f"snapshot failed: {reason}")
 

@@ -351,3 +351,29 @@ def test_coins_to_resync_are_dropped_when_a_full_resync_comes(rig):
     r.clock.advance(0.5)
     r.settle()
     assert r.fetches == fetches and r.metric("validation_runs_total") == 0
+
+
+def test_a_refused_info_server_is_explained_once_then_counted(rig):
+    """Every retry fails the same way: the reason (with what is likely wrong) is
+    logged once, the repeats only as a count."""
+    from twisted.logger import globalLogPublisher
+
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        r = rig()
+        r.fail_with = "http://127.0.0.1:3001/info request failed: refused (is the node running"
+        r.fail_with += " with --serve-info, and does [node] info_url point at it?)"
+        r.service.need_resync("test", None)
+        r.service.sync_if_wanted()
+        for _ in range(4):
+            r.clock.advance(60)
+            r.settle()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    texts = [
+        e.get("log_format", "") for e in events if e.get("log_namespace", "").endswith("resync")
+    ]
+    assert sum("{reason}" in t for t in texts) == 1
+    assert sum("again" in t for t in texts) >= 3
+    assert "--serve-info" in r.service.status()["reason"]
