@@ -13,6 +13,7 @@ comparison says is different. One clock: the reactor's.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
@@ -22,6 +23,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from orderbook.book.books import Books
+from orderbook.book.events import Block
 from orderbook.config import NodeSettings
 from orderbook.metrics import Metrics
 from orderbook.node.resync import dispose
@@ -208,14 +210,18 @@ class Validator:
 
         False when impossible (the retained lines do not reach back that far).
         """
+        ready: deque[Block] = deque()  # rebuilt, not applied yet (read once each)
         while staging.height < (self.books.height or 0):
-            blocks = self.retained.blocks(staging.height, self.books.height)
-            if blocks is None:
-                self._log.warn("ingest: validation skipped: retained lines do not reach back")
-                return False
+            built = ready[-1].height if ready else staging.height
+            if built < self.books.height:
+                blocks = self.retained.blocks(built, self.books.height)
+                if blocks is None:
+                    self._log.warn("ingest: validation skipped: retained lines do not reach back")
+                    return False
+                ready.extend(blocks)
             deadline = self.work_timer() + self.turn_budget_s
-            for block in blocks:
-                staging.apply_block(block)
+            while ready:
+                staging.apply_block(ready.popleft())
                 if self.work_timer() >= deadline:
                     break
             await task.deferLater(self.reactor, 0, lambda: None)
