@@ -180,6 +180,7 @@ class StatusesPrefilter(protocol.ProcessProtocol):
         self._buffer = bytearray()
         self._restart_call: Any = None
         self._deadline_call: Any = None
+        self._abandoned = False  # killed as stuck; its end schedules the restart
 
     def start(self) -> None:
         """Spawn the child (the current interpreter, same environment)."""
@@ -240,10 +241,13 @@ class StatusesPrefilter(protocol.ProcessProtocol):
         self._log.warn("statuses prefilter: {text}", text=data.decode(errors="replace").strip())
 
     def processEnded(self, reason: Failure) -> None:  # noqa: N802 (Twisted API)
-        was_alive = self.alive
+        abandoned, self._abandoned = self._abandoned, False
         self._hand_back()
-        if self.stopping or not was_alive:
-            return  # stopped, or given up on (the restart is already scheduled)
+        if self.stopping:
+            return
+        if abandoned:  # killed as stuck (already logged): the restart follows its end
+            self._schedule_restart()
+            return
         clean = reason.check(error.ProcessDone) is not None
         self._log.warn(
             "statuses prefilter exited ({why}); decoding in-process, restarting in {delay} s",
@@ -271,18 +275,16 @@ class StatusesPrefilter(protocol.ProcessProtocol):
         self.stuck += 1
         self._log.warn(
             "statuses prefilter stuck ({why}); {count} lines decoded in-process, "
-            "restarting it in {delay} s",
+            "restarting it {delay} s after it ends",
             why=why,
             count=len(self.pending),
             delay=RESTART_DELAY_S,
         )
-        transport = self.transport
+        self._abandoned = True
         self._hand_back()
-        if transport is not None:
+        if self.transport is not None:
             with contextlib.suppress(error.ProcessExitedAlready, OSError):
-                transport.signalProcess("KILL")
-        if not self.stopping:
-            self._schedule_restart()
+                self.transport.signalProcess("KILL")
 
     def _arm_deadline(self) -> None:
         submitted = self.pending[0][2]
