@@ -132,7 +132,11 @@ def bench_burst(blocks: int, mode: str, scale: float, budget_s: float | None) ->
         streams[kind] = root / "dst" / directory / "hourly"
         (streams[kind] / source.parent.name).mkdir(parents=True)
         (streams[kind] / source.parent.name / source.name).write_bytes(b"")
-    assembler = BlockAssembler() if mode == "by_block" else StreamAssembler(time.monotonic)
+    assembler = (
+        BlockAssembler()
+        if mode == "by_block"
+        else StreamAssembler(time.monotonic, behind=lambda: tailer.behind())
+    )
     applied: list[float] = []
     slowest_line = [0.0]
 

@@ -334,6 +334,7 @@ def make_assembler(service: IngestService) -> BlockAssembler | StreamAssembler:
             on_late=lines.late_row,
             on_gap=lines.stream_gap,
             max_pending=service.max_pending_blocks,
+            behind=lambda: service.tailer.behind(),
         )
     return BlockAssembler(
         on_gap=lines.stream_gap,

@@ -7,7 +7,10 @@ node writes blocks in order, so the finalisation rule is:
 
 - block N is final once both book streams (statuses and diffs) have shown a
   later block, or once ``grace_s`` has passed since any stream first showed a
-  later block (rows of N still in flight in a file we read a little later);
+  later block and no book stream still short of N+1 has data waiting to be
+  read (``behind()``: a reader catching up a backlog meets the streams at
+  different paces; the grace is for a stream that is quiet, not one we have
+  not read yet);
 - fills never hold a block back: fills rows of a block that is already final
   go out with the next block (trades are paired by ``tid`` across blocks);
 - heights no stream wrote a row for come out as empty blocks (same block
@@ -55,8 +58,10 @@ class StreamAssembler:
         on_late: LateReport | None = None,
         on_gap: GapReport | None = None,
         max_pending: int = 1000,
+        behind: Callable[[], set[str]] = set,
     ) -> None:
         self.now = now
+        self.behind = behind  # streams with data waiting to be read (the tailer's view)
         self.grace_s = grace_s
         self.accept_coin = accept_coin
         self.on_late = on_late or (lambda kind, height, coins: None)
@@ -166,14 +171,15 @@ class StreamAssembler:
         return None
 
     def _is_final(self, height: int) -> bool:
-        if all(self._last.get(kind, -1) > height for kind in BOOK_STREAMS):
+        short = {kind for kind in BOOK_STREAMS if self._last.get(kind, -1) <= height}
+        if not short:
             return True
         since = self._later_seen(height)
         if since is None:
             return False
-        return (
-            len(self._pending) > self.max_pending or self.now() + _EPSILON >= since + self.grace_s
-        )
+        if len(self._pending) > self.max_pending:
+            return True
+        return self.now() + _EPSILON >= since + self.grace_s and not short & self.behind()
 
     def _final(self) -> list[Block]:
         blocks: list[Block] = []
@@ -223,7 +229,13 @@ class StreamAssembler:
 
 
 class GraceTimer:
-    """One reactor timer: flush the assembler when its oldest block's grace ends."""
+    """One reactor timer: flush the assembler when its oldest block's grace ends.
+
+    A grace that is over while a stream is still being caught up is looked at
+    again every ``recheck_s`` (new lines re-check it anyway).
+    """
+
+    recheck_s = 0.01
 
     def __init__(
         self,
@@ -246,8 +258,8 @@ class GraceTimer:
             call.cancel()
         self._call = None
         if due is not None:
-            delay = max(due - self.reactor.seconds(), 0.0)
-            self._call = self.reactor.callLater(delay, self._over)
+            delay = due - self.reactor.seconds()
+            self._call = self.reactor.callLater(delay if delay > 0 else self.recheck_s, self._over)
 
     def cancel(self) -> None:
         if self._call is not None and self._call.active():

@@ -254,6 +254,7 @@ class NodeTailer:
         self._notifier: _Notifier | None = None
         self._watched: dict[Path, str] = {}
         self._wanted: dict[str, None] = {}  # streams with work, in turn order
+        self._polling: str | None = None  # the stream being read right now
         self._rotation = list(self.tails)
         self._turn_call = None
         self._recheck = LoopingCall(self._guarded, self.poll_all)
@@ -290,6 +291,15 @@ class NodeTailer:
         for name in self.tails:
             self._schedule(name)
 
+    def behind(self) -> set[str]:
+        """Streams with data known to wait: being read, or scheduled for a turn (an
+        inotify hint, or a burst cut by the turn budget). A stream not in it has
+        been read to its end, as far as this reader knows."""
+        behind = set(self._wanted)
+        if self._polling is not None:
+            behind.add(self._polling)
+        return behind
+
     # -- internals -------------------------------------------------------------
     def _guarded(self, call: Callable, *args) -> None:
         try:
@@ -309,13 +319,16 @@ class NodeTailer:
             return
         deadline = self.timer() + self.turn_budget_s
         self._rotation.append(self._rotation.pop(0))  # a different stream goes first
-        wanted, self._wanted = self._wanted, {}
-        for name in [n for n in self._rotation if n in wanted]:
+        for name in [n for n in self._rotation if n in self._wanted]:
+            del self._wanted[name]  # the streams after it stay wanted (behind) meanwhile
+            self._polling = name
             try:
                 more = self.tails[name].poll(deadline, self.timer)
             except Exception:
                 more = False  # the periodic re-check tries again
                 self._log.failure("node tailer: reading {stream} failed", stream=name)
+            finally:
+                self._polling = None
             if more:
                 self._wanted[name] = None
         self.turns += 1

@@ -40,6 +40,14 @@ class Listener:
 
 
 class NoTailer:
+    """Lines are handed over by hand; ``waiting`` are streams with unread data."""
+
+    def __init__(self) -> None:
+        self.waiting: set[str] = set()
+
+    def behind(self) -> set[str]:
+        return set(self.waiting)
+
     def start(self, at_end: bool = True) -> None: ...
 
     def stop(self) -> None: ...
@@ -198,6 +206,20 @@ def test_streaming_grace_timer(rig):
     assert r.books.height == 1001
     r.write(1)  # 1003 in both book streams: 1002 final at once
     assert r.books.height == 1002
+
+
+def test_streaming_grace_waits_for_a_stream_still_being_read(rig):
+    """Diffs has data waiting (a backlog being caught up): the grace does not apply
+    the block without them; once read to the end, the grace does."""
+    r = rig(mode="streaming")
+    r.write(1)
+    r.service.tailer.waiting = {"diffs"}
+    r.write(1, hold=("diffs",))
+    r.clock.advance(0.5)
+    assert r.books.height == 1000  # 1001 waits: diffs is behind, not quiet
+    r.service.tailer.waiting = set()
+    r.clock.advance(0.01)
+    assert r.books.height == 1001
 
 
 def test_late_rows_resync_their_coins(rig):
