@@ -137,7 +137,7 @@ class BlockAssembler:
             self.emitted = height
 
     # -- input ---------------------------------------------------------------
-    def add(self, kind: str, line: Line, at_file_start: bool = False) -> list[Block]:
+    def add(self, kind: str, line: Line) -> list[Block]:
         """One decoded line of stream ``kind``; return the blocks it completes."""
         height = line.block_number
         if not self._accept_height(kind, height):

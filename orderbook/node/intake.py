@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING
 from twisted.logger import Logger
 
 from orderbook.metrics import Metrics
-from orderbook.node.schema import FILLS, STATUSES, STREAM_KINDS, LineError, decode_line
+from orderbook.node.schema import (
+    FILLS,
+    STATUSES,
+    STREAM_KINDS,
+    LineError,
+    decode_line,
+    header_height,
+)
 from orderbook.node.tail import LineBatch
 
 if TYPE_CHECKING:
@@ -59,6 +66,17 @@ class LineIntake:
 
     def start(self) -> None:
         self._stream_at = dict.fromkeys(STREAM_KINDS, self.reactor.seconds())
+
+    def trust_start(self, before: dict[str, bytes | None]) -> None:
+        """Streaming: blocks above the highest one the files held when reading began
+        are read whole (the node writes blocks in order)."""
+        assembler = self.service.assembler
+        if not hasattr(assembler, "trust_from"):
+            return
+        heights = [header_height(raw) for raw in before.values() if raw]
+        if None in heights:
+            return  # an unreadable last line: fall back to dropping the first block seen
+        assembler.trust_from(max(heights, default=-1) + 1)
 
     # -- from the tailer -------------------------------------------------------
     def deliver(self, kind: str, path: Path, batch: LineBatch) -> None:
@@ -108,7 +126,7 @@ class LineIntake:
                 self.bad_line(kind, path, offset, None, problem)
                 return
             service.retained.note(kind, line.block_number, path, offset, length)
-            service.blocks_out(service.assembler.add(kind, line, at_file_start=offset == 0))
+            service.blocks_out(service.assembler.add(kind, line))
         except Exception:
             self._log.failure(
                 "ingest: {stream} line at {path}:{offset} crashed",

@@ -135,6 +135,7 @@ class IngestService(Service):
         if self.prefilter is not None:
             self.prefilter.start()
         self.tailer.start(at_end=True)
+        self.lines.trust_start(self.tailer.lines_before_start())
         self.stall.start()
         self.validator.start()
         self._start_sync()

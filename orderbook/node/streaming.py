@@ -21,9 +21,11 @@ node writes blocks in order, so the finalisation rule is:
 - a statuses or diffs row of a block already final is *late*: it is not
   applied, ``on_late(kind, height, coins)`` hears about it (the caller
   counts it and resyncs those coins);
-- at startup the first block seen may have been joined in the middle (unless
-  its row begins a file): it and everything below are dropped; the snapshot
-  taken afterwards covers them.
+- at startup, blocks up to the highest one with a row in the files when
+  reading began may have been joined in the middle (:meth:`trust_from`, from
+  the files' last lines then; without it, the first block seen): they are
+  dropped; the snapshot taken afterwards covers them. Blocks the node starts
+  after that are read whole in every stream (it writes blocks in order).
 
 The assembler has no timer of its own (``now`` is the caller's clock): a
 :class:`GraceTimer` on the reactor asks :meth:`~StreamAssembler.due` when the
@@ -104,11 +106,16 @@ class StreamAssembler:
             self._rises.pop()
 
     # -- input ---------------------------------------------------------------
-    def add(self, kind: str, line: Line, at_file_start: bool = False) -> list[Block]:
+    def trust_from(self, height: int) -> None:
+        """Rows of blocks from ``height`` on are all read: reading began after the
+        last row of ``height - 1`` in every file (or at the files' start)."""
+        self._trusted_from = height
+
+    def add(self, kind: str, line: Line) -> list[Block]:
         """One decoded row of stream ``kind``; return the blocks now final."""
         height = line.block_number
-        if self._trusted_from is None:
-            self._trusted_from = height if at_file_start else height + 1
+        if self._trusted_from is None:  # reading began inside this block, maybe
+            self._trusted_from = height + 1
         if height < self._trusted_from:
             self.old_lines += 1
             return []

@@ -92,7 +92,7 @@ def test_eviction_bound_when_one_stream_lags():
             max_pending=5, on_drop=lambda h, waiting, d=drops: d.append((h, waiting))
         )
         for kind in ("statuses", "diffs", "fills"):
-            assembler.add(kind, _line(kind, 1), at_file_start=True)
+            assembler.add(kind, _line(kind, 1))
         held = []
         for height in range(2, 12):
             _feed(assembler, "diffs", height)

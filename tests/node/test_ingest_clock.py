@@ -48,6 +48,9 @@ class NoTailer:
     def behind(self) -> set[str]:
         return set(self.waiting)
 
+    def lines_before_start(self) -> dict[str, bytes | None]:
+        return {}  # the node files were empty: every row is read
+
     def start(self, at_end: bool = True) -> None: ...
 
     def stop(self) -> None: ...
@@ -84,7 +87,7 @@ class Rig:
             reactor=self.clock, snapshots=self.snapshot,
         )  # fmt: skip
         self.service.tailer = NoTailer()
-        self.offset = 0  # the node files begin with our first line
+        self.offset = 0
 
     async def snapshot(self, path: Path) -> Books:
         self.fetches += 1

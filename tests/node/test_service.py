@@ -294,6 +294,20 @@ def test_streaming_mode_follows_blocks(harness):
 
 
 @pytest_twisted.inlineCallbacks
+def test_streaming_start_on_files_with_rows_keeps_the_next_block(harness):
+    """Streaming, the node files already hold blocks: the first block written after the
+    start is whole (the node writes blocks in order) and is applied, no resync."""
+    h = harness(mode="streaming")
+    h.write(3)
+    h.service.startService()
+    yield wait_for(h.caught_up)
+    h.write(3)
+    yield wait_for(lambda: h.books.height == h.node.height - 1, what="2 blocks")
+    assert [r.height for r in h.listener.results] == [1004, 1005]
+    assert h.metric("resyncs_total") == 0 and len(h.info.requests) == 1
+
+
+@pytest_twisted.inlineCallbacks
 def test_streaming_lost_block_looks_quiet_validation_repairs_it(harness):
     """Streaming: a height no stream wrote is a block without events (sparse streams
     cannot tell a lost block from a quiet one): it is applied empty, every height is

@@ -43,18 +43,19 @@ def made():
     assembler = StreamAssembler(
         clock, GRACE, on_late=lambda *a: late.append(a), on_gap=lambda *a: gaps.append(a)
     )
+    assembler.trust_from(1)  # the rows below are read from the files' start
     return assembler, clock, late, gaps
 
 
-def _add(assembler, kind, height, events=None, first=False):
-    return [b.height for b in assembler.add(kind, _row(kind, height, events), first)]
+def _add(assembler, kind, height, events=None):
+    return [b.height for b in assembler.add(kind, _row(kind, height, events))]
 
 
 def test_final_once_both_book_streams_move_on_fills_never_wait(made):
     """Block 1 is out when statuses and diffs show block 2; fills (silent) hold nothing."""
     assembler, clock, _, _ = made
-    assert _add(assembler, "statuses", 1, first=True) == []
-    assert _add(assembler, "diffs", 1, [DIFF], first=True) == []
+    assert _add(assembler, "statuses", 1) == []
+    assert _add(assembler, "diffs", 1, [DIFF]) == []
     assert _add(assembler, "diffs", 2) == []  # statuses may still have rows of 1
     assert _add(assembler, "statuses", 2) == [1]
     assert assembler.due() is None or assembler.due() > clock.now
@@ -63,8 +64,8 @@ def test_final_once_both_book_streams_move_on_fills_never_wait(made):
 def test_grace_finalises_when_one_book_stream_is_silent(made):
     """No diffs in block 2: block 1 is final ``grace`` after block 2 was first seen."""
     assembler, clock, _, _ = made
-    _add(assembler, "statuses", 1, first=True)
-    _add(assembler, "diffs", 1, first=True)
+    _add(assembler, "statuses", 1)
+    _add(assembler, "diffs", 1)
     clock.now += 0.01
     assert _add(assembler, "statuses", 2) == []
     assert assembler.due() == pytest.approx(clock.now + GRACE)
@@ -78,8 +79,8 @@ def test_grace_finalises_when_one_book_stream_is_silent(made):
 def test_rows_within_the_grace_are_part_of_their_block(made):
     """A statuses row of block 1 read after a diffs row of block 2 (file read skew)."""
     assembler, clock, late, _ = made
-    _add(assembler, "statuses", 1, first=True)
-    _add(assembler, "diffs", 1, [DIFF], first=True)
+    _add(assembler, "statuses", 1)
+    _add(assembler, "diffs", 1, [DIFF])
     _add(assembler, "diffs", 2, [dict(DIFF, oid=2)])
     clock.now += GRACE * 0.9
     _add(assembler, "diffs", 1, [dict(DIFF, oid=3)])  # not late: 1 is not final yet
@@ -90,8 +91,8 @@ def test_rows_within_the_grace_are_part_of_their_block(made):
 def test_late_book_row_is_reported_with_its_coins_and_not_applied(made):
     """A diffs row of a block already out: on_late(kind, height, coins); nothing emitted."""
     assembler, clock, late, _ = made
-    _add(assembler, "statuses", 1, first=True)
-    _add(assembler, "diffs", 1, first=True)
+    _add(assembler, "statuses", 1)
+    _add(assembler, "diffs", 1)
     _add(assembler, "statuses", 2)
     clock.now += GRACE
     assert [b.height for b in assembler.flush()] == [1]
@@ -103,8 +104,8 @@ def test_late_fills_go_out_with_the_next_block(made):
     """Fills of block 1 read after block 1 was applied: they ride with block 2."""
     assembler, clock, late, _ = made
     fill = FILL
-    _add(assembler, "statuses", 1, first=True)
-    _add(assembler, "diffs", 1, first=True)
+    _add(assembler, "statuses", 1)
+    _add(assembler, "diffs", 1)
     _add(assembler, "statuses", 2)
     assert _add(assembler, "diffs", 2) == [1]
     _add(assembler, "fills", 1, [fill])
@@ -116,8 +117,8 @@ def test_late_fills_go_out_with_the_next_block(made):
 def test_heights_no_stream_wrote_come_out_empty(made):
     """Blocks 2 and 3 had no event at all: empty blocks, so every height is seen."""
     assembler, clock, _, gaps = made
-    _add(assembler, "statuses", 1, first=True)
-    _add(assembler, "diffs", 1, first=True)
+    _add(assembler, "statuses", 1)
+    _add(assembler, "diffs", 1)
     _add(assembler, "statuses", 4)
     assert _add(assembler, "diffs", 4) == [1]
     _add(assembler, "statuses", 5)
@@ -128,8 +129,8 @@ def test_heights_no_stream_wrote_come_out_empty(made):
 
 def test_more_missing_heights_than_can_be_quiet_is_a_gap(made):
     assembler, clock, _, gaps = made
-    _add(assembler, "statuses", 1, first=True)
-    _add(assembler, "diffs", 1, first=True)
+    _add(assembler, "statuses", 1)
+    _add(assembler, "diffs", 1)
     _add(assembler, "statuses", 500)
     _add(assembler, "diffs", 500)
     _add(assembler, "statuses", 501)
@@ -137,9 +138,9 @@ def test_more_missing_heights_than_can_be_quiet_is_a_gap(made):
     assert gaps == [("statuses", 2, 500)]
 
 
-def test_startup_block_joined_midway_is_dropped(made):
+def test_startup_block_joined_midway_is_dropped():
     """Reading began inside block 7: it (and anything older) is dropped."""
-    assembler, clock, _, _ = made
+    assembler = StreamAssembler(Clock(), GRACE)
     _add(assembler, "diffs", 7)
     _add(assembler, "statuses", 6)
     _add(assembler, "statuses", 8)
@@ -208,6 +209,7 @@ def replay_streaming(order, grace=GRACE, step=0.005) -> tuple[list, list]:
     """Feed rows with a clock that moves ``step`` per block change; flush on the grace."""
     clock, late = Clock(), []
     assembler = StreamAssembler(clock, grace, on_late=lambda *a: late.append(a))
+    assembler.trust_from(0)  # replayed from the files' start
     blocks, seen = [], set()
     for kind, raw in order:
         line = decode_line(kind, raw)
@@ -215,7 +217,7 @@ def replay_streaming(order, grace=GRACE, step=0.005) -> tuple[list, list]:
             seen.add(line.block_number)
             clock.now += step
             blocks += assembler.flush()
-        blocks += assembler.add(kind, line, at_file_start=True)
+        blocks += assembler.add(kind, line)
     clock.now += grace
     blocks += assembler.flush()
     return blocks, late
@@ -279,9 +281,9 @@ def test_real_sparse_capture_statuses_read_behind_within_the_grace(mainnet_data)
 def test_a_dense_stream_that_skips_a_height_is_a_gap(made):
     """A stream that writes empty rows announces every block: a skip there is a gap."""
     assembler, clock, _, gaps = made
-    _add(assembler, "statuses", 1, first=True)
-    _add(assembler, "diffs", 1, first=True)
-    _add(assembler, "fills", 1, [], first=True)  # an empty row: fills is dense
+    _add(assembler, "statuses", 1)
+    _add(assembler, "diffs", 1)
+    _add(assembler, "fills", 1, [])  # an empty row: fills is dense
     _add(assembler, "fills", 2)
     _add(assembler, "fills", 4)
     assert gaps == [("fills", 3, 4)]
@@ -289,10 +291,10 @@ def test_a_dense_stream_that_skips_a_height_is_a_gap(made):
     assert gaps == [("fills", 3, 4)]
 
 
-def test_no_empty_blocks_made_up_below_the_trusted_start(made):
+def test_no_empty_blocks_made_up_below_the_trusted_start():
     """Joined inside block 7, consumer at 5 (a snapshot): 6 and 7 are unknown, not
     empty; block 8 comes out alone (the consumer sees the jump and resyncs)."""
-    assembler, clock, _, _ = made
+    assembler = StreamAssembler(Clock(), GRACE)
     _add(assembler, "diffs", 7)
     assembler.skip_through(5)
     _add(assembler, "statuses", 8)

@@ -253,3 +253,14 @@ def test_behind_names_the_streams_with_data_still_to_read(tmp_path, tailer_of):
     last_of_other = max(i for i, (stream, _) in enumerate(seen) if stream == other)
     assert seen[last_of_other][1] >= {other}  # being read
     yield wait_for(lambda: tailer.behind() == set(), what="nothing behind")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(b"one\ntwo\n", b"two"), (b"one\ntw", None), (b"", None), (b"only\n", b"only")],
+)
+def test_line_before_start_is_the_last_whole_line(hourly, tailer_of, content, expected):
+    """Where reading begins, the file's last whole line (None inside a line, or empty)."""
+    (hourly / "20260430" / "7").write_bytes(content)
+    tailer = tailer_of(hourly, Collector())
+    assert tailer.lines_before_start() == {"s": expected}
