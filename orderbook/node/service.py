@@ -247,16 +247,16 @@ class IngestService(Service):
             self._log.failure("ingest: apply_block {height} raised", height=block.height)
             self.need_resync(f"apply_block {block.height} raised {exc!r}", block.height)
             return
-        self.m_blocks.inc()
-        self.listener.block_applied(result)
-        if result.errors:
-            first = result.errors[0]
+        if result.errors:  # not published: clients would get diffs that do not fit
+            first = result.errors[0]  # their book; the resync's snapshots come next
             self.need_resync(
                 f"block {block.height}: {len(result.errors)} book errors, first {first.coin} "
                 f"oid {first.oid}: {first.message}",
                 block.height,
             )
             return
+        self.m_blocks.inc()
+        self.listener.block_applied(result)
         if self._state == STALE:
             self.stall.check()
         self.validator.height_reached()

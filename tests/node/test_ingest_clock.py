@@ -402,3 +402,22 @@ def test_a_refused_info_server_is_explained_once_then_counted(rig):
     assert sum("{reason}" in t for t in texts) == 1
     assert sum("again" in t for t in texts) >= 3
     assert "--serve-info" in r.service.status()["reason"]
+
+
+def test_a_block_that_does_not_apply_is_not_published(rig):
+    """A diff the book cannot apply (remove of an unknown order): the block is not
+    handed to listeners (clients would get a change that does not fit their book);
+    a resync follows and its snapshots reach them instead."""
+    r = rig()
+    r.write(1)
+    lines = r.node.next_block()
+    bad = {"user": "0x1", "oid": 999_999, "coin": "BTC", "side": "B", "px": "1.0",
+           "raw_book_diff": "remove"}  # fmt: skip
+    doc = msgspec.json.decode(lines["diffs"])
+    lines["diffs"] = msgspec.json.encode(dict(doc, events=doc["events"] + [bad])) + b"\n"
+    resets = len(r.listener.resets)
+    for kind in ("fills", "diffs", "statuses"):
+        r.deliver(kind, lines[kind])
+    r.settle()
+    assert 1002 not in r.listener.heights and r.metric("resyncs_total") == 1
+    assert len(r.listener.resets) == resets + 1 and r.state() == "ready"
