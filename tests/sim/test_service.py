@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
+from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock
 
-from orderbook.sim.service import SimulatorService
+from orderbook.sim.service import InfoPortError, SimulatorService
 from orderbook.sim.writer import STREAMS
 from tests.sim.httpclient import post, wait_for
 from tests.sim.nodefiles import read_lines, split_lines, stream_files
@@ -126,8 +128,8 @@ def test_restart_dies_mid_line_pauses_then_appends_after_the_partial_line(
     assert service.height > before + 1
     service.stopService()
     good, bad = split_lines(tmp_path, result["cut_stream"], mode)
-    assert len(bad) == 1 and bad[0].startswith(b'{"local_time":"')
-    glued = bad[0].index(b'{"local_time":"', 1)  # the restarted node's first line follows
+    assert len(bad) == 1 and bad[0].startswith(b'{"')
+    glued = bad[0].rindex(b'{"local_time":"')  # the restarted node's first line follows
     assert json.loads(bad[0][glued:])["block_number"] == before + 2
     heights = [line["block_number"] for line in good]
     if mode == "by_block":  # the cut block's line, then the next one glued to it, are lost
@@ -229,3 +231,80 @@ async def test_real_service_serves_snapshots_at_block_boundaries(
     height = service.height
     await wait_for(reactor, lambda: True)
     assert service.height == height
+
+
+@pytest.fixture
+def taken_port() -> Any:
+    """A real TCP port on 127.0.0.1 that something else is listening on."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+@pytest.mark.parametrize("start", ["privilegedStartService", "startService"])
+def test_taken_info_port_fails_at_start_naming_the_port(
+    tmp_path: Path, taken_port: int, start: str
+) -> None:
+    """A taken info port raises InfoPortError (a CannotListenError) synchronously, in one line."""
+    from twisted.internet import reactor
+
+    service = SimulatorService(tmp_path, info_port=taken_port, scale=0.01, reactor=reactor)
+    with pytest.raises(CannotListenError) as info:
+        getattr(service, start)()
+    assert isinstance(info.value, InfoPortError)
+    assert info.value.port == taken_port
+    message = str(info.value)
+    assert f"127.0.0.1:{taken_port}" in message and "\n" not in message
+    assert "in use" in message and "info_port" in message
+    assert not reactor.getDelayedCalls() or all(
+        c.func != service._tick for c in reactor.getDelayedCalls()
+    )
+    assert not service.running
+
+
+CONTROL_SWITCHES = [
+    {"fault": "stall", "seconds": 0.05},
+    {"fault": "gap"},
+    {"fault": "garbage", "stream": "fills"},
+    {"fault": "truncated", "stream": "statuses"},
+    {"fault": "absurd_height", "stream": "diffs", "ahead": 7_000_000},
+    {"fault": "delete_old"},
+    {"fault": "restart", "seconds": 0.05},
+    {"fault": "snapshot_error", "status": 503},
+    {"fault": "snapshot_truncated"},
+    {"fault": "snapshot_timeout"},
+    {"fault": "clear"},
+]
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_fault_switch_works_over_control(reactor: Any, tmp_path: Path) -> None:
+    """Each soak fault goes through POST /control on a real service and leaves its mark."""
+    from orderbook.sim.service import FAULTS
+
+    assert {spec["fault"] for spec in CONTROL_SWITCHES} == set(FAULTS)
+    data = tmp_path / "data"
+    service = SimulatorService(data, info_port=0, seed=5, blocks_per_second=100, scale=0.01)
+    service.startService()
+    try:
+        base = service.info_url.rsplit("/", 1)[0]
+        for spec in CONTROL_SWITCHES:
+            if spec["fault"] == "clear":  # a request held by snapshot_timeout is still open
+                assert service.snapshot_faults.timeouts == 1
+            code, body = await post(reactor, f"{base}/control", spec)
+            assert code == 200 and json.loads(body)["fault"] == spec["fault"], body
+            start = service.height
+            await wait_for(reactor, lambda s=start: service.height >= s + 3, what="3 more blocks")
+        assert service.writer.blocks_skipped and service.writer.absurd_lines
+        assert service.writer.absurd_lines[0][2] == service.writer.absurd_lines[0][1] + 7_000_000
+        _, bad_statuses = split_lines(data, "statuses", "by_block")
+        _, bad_fills = split_lines(data, "fills", "by_block")
+        assert bad_fills and bad_statuses  # garbage, truncated (and the restart's glued line)
+        faults = service.snapshot_faults
+        assert (faults.errors, faults.truncated, faults.timeouts) == (0, 0, 0)  # clear
+        code, body = await post(reactor, f"{base}/control", {"fault": "nope"})
+        assert code == 400 and "unknown fault 'nope'" in json.loads(body)["error"]
+    finally:
+        await service.stopService()

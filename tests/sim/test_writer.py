@@ -278,3 +278,42 @@ def test_bad_mode_and_stream_are_refused(tmp_path: Path) -> None:
         NodeWriter(tmp_path, "weekly")
     with pytest.raises(ValueError, match="'trades'"):
         NodeWriter(tmp_path).garbage("trades")
+
+
+@pytest.mark.parametrize("mode", ["by_block", "streaming"])
+def test_absurd_height_fault_is_one_parseable_line(tmp_path: Path, mode: str) -> None:
+    """absurd_height: the stream's next line names a block far ahead (or behind); nothing else moves."""
+    ex = Exchange(seed=1, scale=0.05)
+    writer = NodeWriter(tmp_path, mode, clock=SteppingClock(T0))
+    _write(writer, ex, 1)
+    writer.absurd_height("statuses", -500)
+    _write(writer, ex, 2)
+    heights = [line["block_number"] for line in read_lines(tmp_path, "statuses", mode)]
+    first = ex.height - 2
+    odd = [h for h in heights if not first <= h <= ex.height]
+    assert odd == [first + 1 - 500]
+    assert writer.absurd_lines == [("statuses", first + 1, first + 1 - 500)]
+    assert {line["block_number"] for line in read_lines(tmp_path, "diffs", mode)} == {
+        first,
+        first + 1,
+        first + 2,
+    }
+    with pytest.raises(ValueError, match="ahead must not be 0"):
+        writer.absurd_height("diffs", 0)
+
+
+def test_crash_leaves_a_partial_line_that_the_next_write_continues(tmp_path: Path) -> None:
+    """crash(block): whole writes, then half a line without newline; files closed; appending glues."""
+    ex = Exchange(seed=2, scale=0.05)
+    writer = NodeWriter(tmp_path, clock=SteppingClock(T0), split_probability=0)
+    _write(writer, ex, 1)
+    stream, path = writer.crash(ex.step(T0 + 69_000_000))
+    assert writer.current_paths() == {}
+    assert not path.read_bytes().endswith(b"\n")
+    _write(writer, ex, 1, T0 + 2 * 69_000_000)
+    lines = path.read_bytes().splitlines()
+    assert len(lines) == 2 and json.loads(lines[0])["block_number"] == ex.height - 2
+    with pytest.raises(ValueError):
+        json.loads(lines[1])
+    glued = lines[1].rindex(b'{"local_time":"')  # the restarted writer's line follows the cut
+    assert glued > 0 and json.loads(lines[1][glued:])["block_number"] == ex.height
