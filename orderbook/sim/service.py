@@ -3,7 +3,9 @@
 Streaming mode: each block's write calls are spread over ``streaming_spread_s``
 (default 25 ms, at most half a block interval) in a few reactor turns, so a
 reader meets blocks whose rows are still arriving; a snapshot can name such a
-block. :meth:`SimulatorService.make_block` called directly writes at once.
+block. Each stream waits only for its own earlier writes, so when blocks come
+back to back a block's statuses trail the next block's diffs.
+:meth:`SimulatorService.make_block` called directly writes at once.
 
 Fault switches (:meth:`SimulatorService.fault`, also ``POST /control``)::
 
@@ -27,6 +29,8 @@ Fault switches (:meth:`SimulatorService.fault`, also ``POST /control``)::
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import random
 import time
 from collections.abc import Mapping
@@ -64,7 +68,7 @@ STREAMING_SPREAD_S = 0.025
 """Streaming: a block's rows reach the files over this long (node-data.md §1: ~20-30 ms)."""
 
 WRITE_TURNS = 6
-"""Streaming: the reactor turns a block's write calls are spread over."""
+"""Streaming: the steps (reactor turns) a block's write calls are spread over."""
 
 
 class InfoPortError(CannotListenError):
@@ -153,10 +157,11 @@ class SimulatorService(Service):
         self._stall_until = 0.0
         self._last_block_ns = 0
         self.spread = min(streaming_spread_s, self.interval / 2) if mode == "streaming" else 0.0
-        self._pending: list[list[Write]] = []
+        self.spread = 0.0 if max_speed else self.spread
+        self._pending: list[tuple[float, int, Write]] = []  # a heap: (due, order, write)
+        self._order = itertools.count()
+        self._last_due: dict[str, float] = {}
         self._pending_call: IDelayedCall | None = None
-        self._turn_delay = 0.0
-        self._turn_due = 0.0
 
     @property
     def height(self) -> int:
@@ -241,19 +246,24 @@ class SimulatorService(Service):
     def make_block(self, spread: bool = False) -> None:
         """Make the next block and write it (also usable without the timer).
 
-        With ``spread`` (the timer's blocks, streaming mode) the block's write
-        calls go out over ``self.spread`` seconds; otherwise all at once.
-        Writes still pending from the previous block go out first.
+        Without ``spread`` everything pending goes out first, then the whole
+        block. With ``spread`` (the timer's blocks, streaming mode) the block's
+        write calls go out over ``self.spread`` seconds, each stream behind
+        its own pending writes: when blocks come faster than that (catching
+        up after the reactor was busy), a block's statuses still arrive after
+        the next block's fills and diffs, as on a node writing each stream on
+        its own.
         """
-        self.flush()
+        if not (spread and self.spread > 0):
+            self.flush()
         writes = self.writer.begin_block(self._next_block())
         self.blocks_produced += 1
-        turns = _turns(writes, WRITE_TURNS if spread and self.spread > 0 else 1)
-        self._write_turn(turns[0])
-        self._pending = turns[1:]
-        self._turn_delay = self.spread / len(self._pending) if self._pending else 0.0
-        self._turn_due = self._reactor.seconds()
-        self._schedule_turn()
+        if not (spread and self.spread > 0):
+            for write in writes:
+                self.writer.write(write)
+            return
+        self._queue(writes)
+        self._drain()
 
     def _next_block(self) -> Any:
         now = self.clock()
@@ -262,30 +272,35 @@ class SimulatorService(Service):
         self._last_block_ns = block_ns
         return self.exchange.step(block_ns)
 
-    def _write_turn(self, writes: list[Write]) -> None:
-        for write in writes:
-            self.writer.write(write)
+    def _queue(self, writes: list[Write]) -> None:
+        """Give each write a due time on ``WRITE_TURNS`` steps over the spread, never
+        before its stream's previous write."""
+        now = self._reactor.seconds()
+        for index, write in enumerate(writes):
+            turn = index * WRITE_TURNS // len(writes)
+            due = max(
+                now + self.spread * turn / (WRITE_TURNS - 1), self._last_due.get(write.stream, 0)
+            )
+            self._last_due[write.stream] = due
+            heapq.heappush(self._pending, (due, next(self._order), write))
 
-    def _schedule_turn(self) -> None:
-        if self._pending:
-            self._turn_due += self._turn_delay  # on a fixed grid from the block's start
-            delay = max(0.0, self._turn_due - self._reactor.seconds())
-            self._pending_call = self._reactor.callLater(delay, self._next_turn)
-
-    def _next_turn(self) -> None:
+    def _drain(self) -> None:
+        """Write whatever is due, then wait for the next due write."""
         self._pending_call = None
+        now = self._reactor.seconds()
+        while self._pending and self._pending[0][0] <= now:
+            self.writer.write(heapq.heappop(self._pending)[2])
         if self._pending:
-            self._write_turn(self._pending.pop(0))
-            self._schedule_turn()
+            delay = self._pending[0][0] - now
+            self._pending_call = self._reactor.callLater(delay, self._drain)
 
     def flush(self) -> None:
-        """Write whatever of the last block is still pending (streaming spread)."""
+        """Write every pending write now, in order (streaming spread)."""
         if self._pending_call is not None and self._pending_call.active():
             self._pending_call.cancel()
         self._pending_call = None
-        pending, self._pending = self._pending, []
-        for writes in pending:
-            self._write_turn(writes)
+        while self._pending:
+            self.writer.write(heapq.heappop(self._pending)[2])
 
     # -- faults -----------------------------------------------------------
 
@@ -365,11 +380,3 @@ class SimulatorService(Service):
         self.snapshot_faults.truncated = 0
         self.snapshot_faults.release()
         self.writer.clear_faults()
-
-
-def _turns(writes: list[Write], turns: int) -> list[list[Write]]:
-    """Split a block's write calls, in order, into at most ``turns`` groups (at least one)."""
-    if turns <= 1 or len(writes) <= 1:
-        return [writes]
-    size = -(-len(writes) // turns)
-    return [writes[i : i + size] for i in range(0, len(writes), size)]

@@ -228,3 +228,47 @@ def test_service_spreads_a_streaming_block_over_time(tmp_path: Path) -> None:
         assert not service._pending
     finally:
         service.stopService()
+
+
+def test_catching_up_a_block_s_statuses_trail_the_next_block_s_diffs(tmp_path: Path) -> None:
+    """When blocks come back to back (the reactor was busy), each stream stays in block order but
+    a block's last statuses rows land after the next block's diffs, as on a node catching up."""
+    reactor = MemoryReactorClock()
+    service = SimulatorService(
+        tmp_path, seed=6, scale=0.05, mode="streaming", blocks_per_second=10, reactor=reactor,
+        clock=lambda: T0 + int(reactor.seconds() * 1e9), streaming_spread_s=0.04,
+    )  # fmt: skip
+    order: list[tuple[str, int]] = []
+    real_write = service.writer.write
+    service.writer.write = lambda w: (order.append((w.stream, w.block.height)), real_write(w))  # type: ignore[method-assign]
+    service.startService()
+    try:
+        reactor.advance(0)
+        steady = len({h for _, h in order})
+        reactor.advance(0.1)
+        assert _overlaps(order) == 0 and steady == 1  # one block per 0.1 s, each done in 0.04 s
+        reactor.advance(0.5)  # a late tick: 5 blocks are due at once
+        reactor.pump([0.01] * 60)
+        assert len({h for _, h in order}) >= 7
+        assert _overlaps(order) > 0
+        for stream in STREAMS:
+            heights = [h for s, h in order if s == stream]
+            assert heights == sorted(heights), stream
+        service.flush()
+        assert not service._pending
+        lines = events_by_height(tmp_path, "streaming")
+        assert all(lines[h]["statuses"] for h in {h for _, h in order})
+    finally:
+        service.stopService()
+
+
+def _overlaps(order: list[tuple[str, int]]) -> int:
+    """How many writes of a block come after a diffs write of a later block."""
+    latest_diffs = 0
+    count = 0
+    for stream, height in order:
+        if stream == "diffs":
+            latest_diffs = max(latest_diffs, height)
+        elif height < latest_diffs:
+            count += 1
+    return count
