@@ -336,4 +336,5 @@ def _simulator_service(settings: Settings) -> IService:
         blocks_per_second=sim.blocks_per_second,
         mode=settings.node.mode,
         scale=sim.scale,
+        trade_share=sim.trade_share,
     )
