@@ -295,9 +295,18 @@ class ListeningService(StreamServerEndpointService):
 class Startup(MultiService):
     """The top service: a child that cannot bind its port at start is one line, exit 1.
 
-    (The simulator's info port binds in ``startService``: twistd would print a
-    traceback and keep its pidfile.)
+    (The simulator's info port binds in ``privilegedStartService``, or in
+    ``startService`` when started without it: twistd would print a traceback
+    and keep its pidfile.)
     """
+
+    def privilegedStartService(self) -> None:
+        Service.privilegedStartService(self)
+        for service in self:
+            try:
+                service.privilegedStartService()
+            except CannotListenError as exc:
+                process.fail(_listen_failure(exc, service.name))
 
     def startService(self) -> None:
         Service.startService(self)
