@@ -92,7 +92,7 @@ from orderbook.book.events import Block, StatusOrder
 from orderbook.book.times import iso_to_ms
 from orderbook.gc_policy import YOUNG_THRESHOLD, raise_young_threshold
 from orderbook.node import schema
-from orderbook.node.decoder import (
+from orderbook.node.prefilter import (
     READ,
     STRIPPED,
     frame,
@@ -540,7 +540,7 @@ class DecoderPipe:
 
     def __init__(self) -> None:
         self.child = subprocess.Popen(
-            [sys.executable, "-m", "orderbook.node.decoder"],
+            [sys.executable, "-m", "orderbook.node.prefilter"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )

@@ -24,6 +24,7 @@ from orderbook.book.events import StatusOrder
 from orderbook.node.blocks import BlockAssembler
 from orderbook.node.schema import DIRECTORIES, decode_line
 from orderbook.node.snapshot import _load_whole, load_snapshot
+from orderbook.node.streaming import StreamAssembler
 from orderbook.node.tail import NodeTailer, hourly_files
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared/fixtures/mainnet-20260430-btc/hl/data"
@@ -131,14 +132,20 @@ def bench_burst(blocks: int, mode: str, scale: float, budget_s: float | None) ->
         streams[kind] = root / "dst" / directory / "hourly"
         (streams[kind] / source.parent.name).mkdir(parents=True)
         (streams[kind] / source.parent.name / source.name).write_bytes(b"")
-    assembler = BlockAssembler(mode)
+    assembler = (
+        BlockAssembler()
+        if mode == "by_block"
+        else StreamAssembler(time.monotonic, behind=lambda: tailer.behind())
+    )
+    if mode == "streaming":
+        assembler.trust_from(0)  # the files are read from their start
     applied: list[float] = []
     slowest_line = [0.0]
 
     def deliver(kind, path, batch):
         for _, raw in batch:
             began = time.perf_counter()
-            for block in assembler.add(kind, decode_line(kind, raw), at_file_start=True):
+            for block in assembler.add(kind, decode_line(kind, raw)):
                 books.apply_block(block)
                 applied.append(time.perf_counter())
             slowest_line[0] = max(slowest_line[0], time.perf_counter() - began)

@@ -59,6 +59,13 @@ def _number(kind: Callable[[str], Any], minimum: float) -> Callable[[str], Any]:
     return parse
 
 
+def _fraction(text: str) -> float:
+    value = _number(float, 0.0)(text)
+    if value > 1.0:
+        raise ValueError(f"must be within 0..1, got {text!r}")
+    return value
+
+
 def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip().lower()
@@ -186,6 +193,7 @@ class NodeSettings:
     snapshot_path: Path = Path("/tmp/orderbook-snapshot.json")
     snapshot_timeout_s: float = key(120.0, minimum=0.1)
     stall_timeout_s: float = key(10.0, minimum=0.1)
+    stream_grace_ms: float = key(100.0, minimum=0)
     validate_interval_s: float = key(60.0, minimum=0)
     recheck_interval_s: float = key(1.0, minimum=0.01)
     max_buffered_blocks: int = key(20_000, minimum=1)
@@ -273,6 +281,7 @@ class SimulatorSettings:
     blocks_per_second: float = key(14.5, minimum=0.01)
     scale: float = key(1.0, minimum=0.001)
     info_port: int = key(3001, minimum=0)
+    trade_share: float = key(1.0, parse=_fraction)
 
 
 @dataclass(frozen=True)

@@ -118,12 +118,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if role is None:
         _simulator(settings, top)
     feed = Registry(books, settings.websocket, metrics, reactor=reactor)
-    listeners = BookListeners([feed])
+    router = _router_service(settings, books, metrics, reactor)
+    listeners = [feed] if router is None else [feed, router]
     node = settings.node if role is None else _worker_node(settings, role)
     ingest = IngestService(node, books, listeners, metrics, reactor=reactor)
-    router = _router_service(settings, books, metrics, reactor)
     if router is not None:
-        listeners.add(router)
         router.setServiceParent(top)
     status = _status(ingest.status, router)
     ingest.setServiceParent(top)
@@ -298,34 +297,6 @@ def _listening(
     return ListeningService(listen, endpoint, site)
 
 
-class BookListeners:
-    """Hand each ingest event to every listener in turn; one failing never starves the rest."""
-
-    _log = Logger()
-
-    def __init__(self, listeners: list[Any]) -> None:
-        self.listeners = list(listeners)
-
-    def add(self, listener: Any) -> None:
-        self.listeners.append(listener)
-
-    def block_applied(self, result: Any) -> None:
-        self._each("block_applied", result)
-
-    def books_reset(self, coins: set[str]) -> None:
-        self._each("books_reset", coins)
-
-    def state_changed(self, status: dict[str, Any]) -> None:
-        self._each("state_changed", status)
-
-    def _each(self, method: str, argument: Any) -> None:
-        for listener in self.listeners:
-            try:
-                getattr(listener, method)(argument)
-            except Exception:
-                self._log.failure("{listener}.{method} failed", listener=listener, method=method)
-
-
 def _status(ingest: Status, router: CrossbarPublisher | None) -> Status:
     """The /health document: the ingest state, plus the router's when there is one."""
     if router is None:
@@ -409,9 +380,18 @@ class ListeningService(StreamServerEndpointService):
 class Startup(MultiService):
     """The top service: a child that cannot bind its port at start is one line, exit 1.
 
-    (The simulator's info port binds in ``startService``: twistd would print a
-    traceback and keep its pidfile.)
+    (The simulator's info port binds in ``privilegedStartService``, or in
+    ``startService`` when started without it: twistd would print a traceback
+    and keep its pidfile.)
     """
+
+    def privilegedStartService(self) -> None:
+        Service.privilegedStartService(self)
+        for service in self:
+            try:
+                service.privilegedStartService()
+            except CannotListenError as exc:
+                process.fail(_listen_failure(exc, service.name))
 
     def startService(self) -> None:
         Service.startService(self)
@@ -450,4 +430,5 @@ def _simulator_service(settings: Settings) -> IService:
         blocks_per_second=sim.blocks_per_second,
         mode=settings.node.mode,
         scale=sim.scale,
+        trade_share=sim.trade_share,
     )

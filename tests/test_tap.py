@@ -75,34 +75,6 @@ def test_wamp_off_leaves_no_wamp(tmp_path):
     assert "WampShutdown" not in kinds(make(tmp_path, "[wamp]\nenabled = no\n"))
 
 
-class Recorder:
-    def __init__(self, fail: bool = False) -> None:
-        self.calls: list[tuple[str, object]] = []
-        self.fail = fail
-
-    def block_applied(self, result):
-        self.calls.append(("block", result))
-        if self.fail:
-            raise RuntimeError("boom")
-
-    def books_reset(self, coins):
-        self.calls.append(("reset", coins))
-
-    def state_changed(self, status):
-        self.calls.append(("state", status))
-
-
-def test_book_listeners_isolate_failures():
-    """A listener that raises is logged; the next one still hears the event."""
-    first, second = Recorder(fail=True), Recorder()
-    listeners = tap.BookListeners([first])
-    listeners.add(second)
-    listeners.block_applied("r")
-    listeners.books_reset({"BTC"})
-    listeners.state_changed({"state": "ready"})
-    assert second.calls == [("block", "r"), ("reset", {"BTC"}), ("state", {"state": "ready"})]
-
-
 def test_option_parsing_writes_nothing_and_start_makes_the_self_signed_pair(tmp_path):
     """self_signed files appear when the Certificates service starts, not while parsing."""
     cert, key = tmp_path / "tls" / "cert.pem", tmp_path / "tls" / "key.pem"

@@ -107,6 +107,12 @@ def decode_line(kind: str, raw: bytes) -> Line:
     return line
 
 
+def header_height(raw: bytes) -> int | None:
+    """The block number of a line (None when its envelope cannot be read)."""
+    header = _header_of(raw)
+    return None if header is None else header.block_number
+
+
 def _header_of(raw: bytes) -> Header | None:
     try:
         header = _header_decoder.decode(raw)

@@ -40,6 +40,7 @@ Deliver = Callable[[str, Path, LineBatch], None]  # (stream, file, [(offset, lin
 Report = Callable[[str, Path, int, str], None]  # (stream, file, offset, problem)
 
 READ_CHUNK = 256 * 1024
+LAST_LINE_MAX = 1024 * 1024  # the line before the start is looked for this far back
 DEFAULT_TURN_BUDGET_S = 0.02
 Timer = Callable[[], float]
 WATCH_MASK = inotify.IN_MODIFY | inotify.IN_CREATE | inotify.IN_MOVED_TO | inotify.IN_CLOSE_WRITE
@@ -83,6 +84,7 @@ class StreamTail:
         self._splitter = LineSplitter(max_line_bytes=max_line_bytes)
         self._ready: deque[tuple[int, bytes | None]] = deque()  # read, not yet delivered
         self._started = False
+        self.line_before_start: bytes | None = None  # the file's last line when we began
 
     @property
     def offset(self) -> int | None:
@@ -102,6 +104,20 @@ class StreamTail:
         files = list(hourly_files(self.root))
         if files:
             self._open(*files[-1], at_end=True)
+            self.line_before_start = self._last_line()
+
+    def _last_line(self) -> bytes | None:
+        """The last whole line before the reading position (None: none, or too long)."""
+        end = self._splitter.offset
+        if self._fd is None or end == 0:
+            return None
+        data = os.pread(self._fd, min(end, LAST_LINE_MAX), end - min(end, LAST_LINE_MAX))
+        if not data.endswith(b"\n"):
+            return None  # the writer is inside a line: that line is not whole yet
+        start = data.rfind(b"\n", 0, len(data) - 1)
+        if start < 0 and len(data) < end:
+            return None
+        return data[start + 1 : -1]
 
     def start_at(self, path: Path, offset: int) -> None:
         """Resume in ``path`` at ``offset`` (skipping a partial line there)."""
@@ -254,6 +270,7 @@ class NodeTailer:
         self._notifier: _Notifier | None = None
         self._watched: dict[Path, str] = {}
         self._wanted: dict[str, None] = {}  # streams with work, in turn order
+        self._polling: str | None = None  # the stream being read right now
         self._rotation = list(self.tails)
         self._turn_call = None
         self._recheck = LoopingCall(self._guarded, self.poll_all)
@@ -268,6 +285,10 @@ class NodeTailer:
                 tail.start_at_end()
         self._start_notifier()
         self._recheck.start(self.recheck_interval_s, now=True)
+
+    def lines_before_start(self) -> dict[str, bytes | None]:
+        """Each stream's last whole line when following began (None: empty or none)."""
+        return {name: tail.line_before_start for name, tail in self.tails.items()}
 
     def stop(self) -> None:
         self._running = False
@@ -290,6 +311,15 @@ class NodeTailer:
         for name in self.tails:
             self._schedule(name)
 
+    def behind(self) -> set[str]:
+        """Streams with data known to wait: being read, or scheduled for a turn (an
+        inotify hint, or a burst cut by the turn budget). A stream not in it has
+        been read to its end, as far as this reader knows."""
+        behind = set(self._wanted)
+        if self._polling is not None:
+            behind.add(self._polling)
+        return behind
+
     # -- internals -------------------------------------------------------------
     def _guarded(self, call: Callable, *args) -> None:
         try:
@@ -309,13 +339,16 @@ class NodeTailer:
             return
         deadline = self.timer() + self.turn_budget_s
         self._rotation.append(self._rotation.pop(0))  # a different stream goes first
-        wanted, self._wanted = self._wanted, {}
-        for name in [n for n in self._rotation if n in wanted]:
+        for name in [n for n in self._rotation if n in self._wanted]:
+            del self._wanted[name]  # the streams after it stay wanted (behind) meanwhile
+            self._polling = name
             try:
                 more = self.tails[name].poll(deadline, self.timer)
             except Exception:
                 more = False  # the periodic re-check tries again
                 self._log.failure("node tailer: reading {stream} failed", stream=name)
+            finally:
+                self._polling = None
             if more:
                 self._wanted[name] = None
         self.turns += 1

@@ -27,7 +27,9 @@ from twisted.logger import (
     textFileLogObserver,
 )
 
+from orderbook.sim.exchange import QUIET_TRADE_SHARE
 from orderbook.sim.generate import DEFAULT_START_NS, generate
+from orderbook.sim.service import STREAMING_SPREAD_S
 from orderbook.sim.writer import write_snapshot
 
 LIGHT_SCALE = 0.02
@@ -50,6 +52,20 @@ def _positive(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be within 0..1, got {text}")
+    return value
+
+
+def _deep(text: str) -> tuple[str, int]:
+    coin, sep, count = text.rpartition("=")
+    if not sep or not coin or not count.isdigit() or int(count) < 1:
+        raise argparse.ArgumentTypeError(f"expected COIN=ORDERS (e.g. BTC=51000), got {text!r}")
+    return coin, int(count)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line (documented in README.rst, "Node simulator")."""
     p = argparse.ArgumentParser(prog="python -m orderbook.sim", description=__doc__.splitlines()[0])
@@ -67,6 +83,31 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--scale", type=float, default=1.0, help="events per block relative to mainnet")
     p.add_argument("--light", action="store_true", help=f"demo/test load: --scale {LIGHT_SCALE}")
+    p.add_argument(
+        "--trade-share",
+        type=_share,
+        default=1.0,
+        help="share of blocks in which takers trade (1.0: every block has a few takers)",
+    )
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help=f"quiet market: --trade-share {QUIET_TRADE_SHARE} (most blocks have no fills)",
+    )
+    p.add_argument(
+        "--deep",
+        type=_deep,
+        action="append",
+        default=[],
+        metavar="COIN=ORDERS",
+        help="make COIN's book mainnet-deep (BTC=51000: ~51k orders, one level ~5k); repeatable",
+    )
+    p.add_argument(
+        "--streaming-spread-ms",
+        type=float,
+        default=STREAMING_SPREAD_S * 1000,
+        help="streaming: a block's rows reach the files over this many ms (live mode)",
+    )
     p.add_argument("--max-speed", action="store_true", help="no pause between blocks")
     p.add_argument("--blocks", type=int, default=None, help="stop after this many blocks")
     p.add_argument(
@@ -105,6 +146,8 @@ def _offline(args: argparse.Namespace) -> int:
         snapshot_every=args.snapshot_every,
         snapshot_dir=args.snapshot_dir,
         split_probability=args.split_probability,
+        trade_share=args.trade_share,
+        deep=dict(args.deep),
     )
     if args.dump_snapshot is not None and result.exchange is not None:
         write_snapshot(result.exchange.snapshot(), args.dump_snapshot)
@@ -119,7 +162,7 @@ def _offline(args: argparse.Namespace) -> int:
 def _live(args: argparse.Namespace) -> int:
     from twisted.internet import reactor
 
-    from orderbook.sim.service import SimulatorService
+    from orderbook.sim.service import InfoPortError, SimulatorService
 
     service = SimulatorService(
         args.data_dir,
@@ -135,8 +178,15 @@ def _live(args: argparse.Namespace) -> int:
         start_time_ns=args.start_time,
         split_probability=args.split_probability,
         interface=args.info_interface,
+        trade_share=args.trade_share,
+        deep=dict(args.deep),
+        streaming_spread_s=args.streaming_spread_ms / 1000,
     )
-    service.startService()
+    try:
+        service.startService()
+    except InfoPortError as e:
+        print(f"python -m orderbook.sim: {e}", file=sys.stderr)
+        return 1
 
     def shutdown() -> object:
         if args.dump_snapshot is not None:
@@ -159,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.light:
         args.scale = LIGHT_SCALE
+    if args.quiet:
+        args.trade_share = QUIET_TRADE_SHARE
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
     globalLogBeginner.beginLoggingTo(
         [FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])],

@@ -19,7 +19,7 @@ import bisect
 import functools
 import itertools
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +82,15 @@ ACTIONS = (
 )
 TAKERS = (("gtc", 3), ("ioc", 4), ("market", 2), ("twap", 1))
 
+QUIET_TRADE_SHARE = 0.1
+"""``trade_share`` of a quiet market (``--quiet``): 9 blocks in 10 have no fills."""
+
+DEEP_LEVEL_SHARE = 0.1
+"""A deep book's biggest level holds this share of its orders (mainnet BTC: 4-6k of ~51k)."""
+
+DEEP_MEAN_TICKS = 400
+"""Mean distance from the mid, in ticks, of a deep book's seeded orders."""
+
 
 @dataclass(eq=False, slots=True)
 class Order:
@@ -104,6 +113,7 @@ class Order:
     trigger_px: int = 0
     is_position_tpsl: bool = False
     silent: bool = False
+    anchored: bool = False
     slot: int = -1
 
     def to_json(self, sz: int | None = None) -> dict[str, Any]:
@@ -247,6 +257,18 @@ def _round6(value: int) -> int:
     return value - value % 100 if value >= 0 else -((-value) - (-value) % 100)
 
 
+def _check_deep(deep: Mapping[str, int], books: Mapping[str, CoinBook]) -> dict[str, int]:
+    """Validate ``{coin: orders}`` for deep books; raises ValueError naming the bad entry."""
+    checked = {}
+    for coin, count in deep.items():
+        if coin not in books:
+            raise ValueError(f"deep: unknown coin {coin!r} (known: {', '.join(books)})")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"deep: {coin} needs a positive number of orders, got {count!r}")
+        checked[coin] = count
+    return checked
+
+
 def _trigger_text(px: int) -> str:
     text = fmt(px)
     return text[:-2] if text.endswith(".0") else text
@@ -263,9 +285,19 @@ class Exchange:
         start_height: int = 1_000_000_000,
         start_time_ns: int = 1_777_582_000_000_000_000,
         orders_per_coin: int | None = None,
+        trade_share: float = 1.0,
+        deep: Mapping[str, int] | None = None,
     ) -> None:
+        """``trade_share``: the share of blocks in which takers trade and trigger
+        orders fire (1.0: a few takers in every block; :data:`QUIET_TRADE_SHARE`
+        for a quiet market). ``deep``: coin -> resting orders for mainnet-deep
+        books (``{"BTC": 51_000}``), see :meth:`_seed_deep`.
+        """
+        if not 0.0 <= trade_share <= 1.0:
+            raise ValueError(f"trade_share must be within 0..1, got {trade_share}")
         self.rng = random.Random(seed)
         self.scale = scale
+        self.trade_share = trade_share
         self.height = start_height
         self.markets = markets(extra_perps)
         self._next_oid = 400_000_000_000
@@ -275,10 +307,13 @@ class Exchange:
         target = orders_per_coin if orders_per_coin is not None else int(600 * scale) + 20
         self.target_orders = max(0, target)
         self.books: dict[str, CoinBook] = {m.coin: CoinBook(m, m.base_px) for m in self.markets}
+        self.deep = _check_deep(deep or {}, self.books)
         self._coin_weights = tuple((m.coin, self._coin_weight(m)) for m in self.markets)
         # computed once: hashing a few hundred weights per pick was a third of step()
         self._coin_bounds, self._coin_names = _cumulative(self._coin_weights)
         self._seed_books(start_time_ns // 1_000_000)
+        for coin, count in self.deep.items():
+            self._seed_deep(self.books[coin], count, start_time_ns // 1_000_000)
 
     # -- setup -------------------------------------------------------------
 
@@ -316,6 +351,25 @@ class Exchange:
                     order.silent = True
                     self._rest(book, order)
 
+    def _seed_deep(self, book: CoinBook, count: int, ms: int) -> None:
+        """Fill ``book`` up to ``count`` resting orders, mainnet-shaped.
+
+        One bid level ~1% under the mid holds ``DEEP_LEVEL_SHARE`` of them
+        (those orders are never cancelled at random, so the level stays big);
+        the rest spread over ~``DEEP_MEAN_TICKS`` ticks each side.
+        """
+        missing = count - len(book.resting)
+        level_px = to_grid(book.market, book.mid * 99 // 100)
+        for _ in range(int(count * DEEP_LEVEL_SHARE)):
+            order = self._new_order(book, self.rng.choice(self.makers), "B", level_px, ms)
+            order.anchored = True
+            self._rest(book, order)
+            missing -= 1
+        for _ in range(max(0, missing)):
+            side = self.rng.choice("BA")
+            px = self._passive_px(book, side, DEEP_MEAN_TICKS)
+            self._rest(book, self._new_order(book, self.rng.choice(self.makers), side, px, ms))
+
     # -- public ------------------------------------------------------------
 
     def step(
@@ -329,18 +383,22 @@ class Exchange:
         """
         self.height += 1
         ctx = _Ctx(Block(self.height, time_ns), node_time(time_ns), time_ns // 1_000_000)
+        trading = self._trading() if background else True
         for book in self.books.values():
             if background:
                 self._drift(book)
-            self._fire_triggers(book, ctx)
+            if trading:
+                self._fire_triggers(book, ctx)
         for request in requests:
             self._submit(ctx, request)
         if not background:
             return ctx.block
         for _ in range(self._background_count()):
             self._background(ctx)
-        for _ in range(self.rng.randint(0, 3)):
-            self._taker(ctx)
+        if trading:
+            low = 0 if self.trade_share >= 1.0 else 1
+            for _ in range(self.rng.randint(low, 3)):
+                self._taker(ctx)
         self._hip2(ctx)
         return ctx.block
 
@@ -358,6 +416,10 @@ class Exchange:
         return sum(len(b.resting) for b in self.books.values())
 
     # -- helpers -----------------------------------------------------------
+
+    def _trading(self) -> bool:
+        """Whether takers trade in this block (always, unless ``trade_share`` < 1)."""
+        return self.trade_share >= 1.0 or self.rng.random() < self.trade_share
 
     def _background_count(self) -> int:
         if self.scale <= 0:
@@ -389,8 +451,8 @@ class Exchange:
         floor = (11 * UNIT * UNIT) // (book.mid * book.market.lot) + 1
         return max(lots, floor) * book.market.lot
 
-    def _passive_px(self, book: CoinBook, side: str) -> int:
-        ticks = int(self.rng.expovariate(1 / 12)) + 1
+    def _passive_px(self, book: CoinBook, side: str, mean_ticks: int = 12) -> int:
+        ticks = int(self.rng.expovariate(1 / mean_ticks)) + 1
         tick = book.market.tick
         if side == "B":
             px = book.mid - ticks * tick
@@ -526,14 +588,15 @@ class Exchange:
 
     def _do_book(self, ctx: _Ctx, book: CoinBook) -> None:
         """Place or cancel so that each book hovers around ``target_orders``."""
-        if self.rng.random() < len(book.resting) / (2 * max(1, self.target_orders)):
+        target = self.deep.get(book.market.coin, self.target_orders)
+        if self.rng.random() < len(book.resting) / (2 * max(1, target)):
             self._cancel_random(ctx, book)
         else:
             self._place_passive(ctx, book)
 
     def _cancel_random(self, ctx: _Ctx, book: CoinBook) -> None:
         order = self.rng.choice(book.resting)
-        if order.silent:
+        if order.silent or order.anchored:
             return
         if order.reduce_only and self.rng.random() < 0.5:
             status = "reduceOnlyCanceled"
@@ -558,7 +621,7 @@ class Exchange:
         if not book.resting:
             return
         order = self.rng.choice(book.resting)
-        if order.silent:
+        if order.silent or order.anchored:
             return
         lots = order.sz // book.market.lot
         if lots > 1 and self.rng.random() < 0.6:

@@ -9,7 +9,7 @@ replay the files from.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,13 +55,16 @@ def generate(
     snapshot_dir: Path | None = None,
     split_probability: float = 0.05,
     start_height: int = 1_000_000_000,
+    trade_share: float = 1.0,
+    deep: Mapping[str, int] | None = None,
 ) -> Generated:
     """Write ``blocks`` blocks under ``data_dir``; return heights and snapshot paths.
 
     ``snapshot_at`` holds block counts (0 = the book before the first block,
     ``k`` = after the k-th block); ``snapshot_every=k`` adds one every k blocks.
     Snapshots go to ``snapshot_dir`` (default ``<data_dir>/snapshots``) as
-    ``<height>.json``.
+    ``<height>.json``. ``trade_share`` and ``deep`` are :class:`Exchange`'s
+    (quiet market, mainnet-deep books).
     """
     if blocks < 0:
         raise ValueError(f"blocks must be >= 0, got {blocks}")
@@ -71,6 +74,8 @@ def generate(
         extra_perps=extra_perps,
         start_height=start_height,
         start_time_ns=start_time_ns,
+        trade_share=trade_share,
+        deep=deep,
     )
     clock = SteppingClock(start_time_ns)
     writer = NodeWriter(data_dir, mode, clock=clock, seed=seed, split_probability=split_probability)

@@ -47,11 +47,12 @@ class RequestError(Exception):
 
 @dataclass
 class SnapshotFaults:
-    """Pending snapshot faults: answer with ``error_status`` or never answer."""
+    """Pending snapshot faults: answer with ``error_status``, never answer, or cut the file."""
 
     error_status: int = 500
     errors: int = 0
     timeouts: int = 0
+    truncated: int = 0
     held: list[Request] = field(default_factory=list)
 
     def release(self) -> None:
@@ -97,6 +98,12 @@ def without_users(snapshot: list[Any]) -> list[Any]:
     return [height, stripped]
 
 
+def _cut_in_half(path: Path) -> None:
+    """Truncate the file at ``path`` to half its size (a snapshot the node failed to finish)."""
+    with open(path, "r+b") as handle:
+        handle.truncate(path.stat().st_size // 2)
+
+
 def _fail(request: Request, status: int, message: str) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"text/plain; charset=utf-8")
@@ -134,6 +141,10 @@ class InfoResource(Resource):
             )
         except OSError as e:
             return _fail(request, 500, f"cannot write {path}: {e}")
+        if self._faults.truncated > 0:
+            self._faults.truncated -= 1
+            _cut_in_half(path)
+            self._log.info("snapshot_truncated fault: {path} cut short", path=str(path))
         self._log.info("snapshot at {height} written to {path}", height=snapshot[0], path=str(path))
         request.setHeader(b"content-type", b"application/json")
         return b"null"

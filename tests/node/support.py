@@ -61,6 +61,7 @@ class FakeNode:
         self.resting: dict[int, tuple[str, dict]] = {}  # oid -> (user, order)
         self.held: dict[str, list[bytes]] = {}  # stream -> lines kept back
         self.next_oid = 1
+        self.steady = False  # True: the book stays level, users and sizes repeat
         for _ in range(6):
             self._rest(*self._new_order())
 
@@ -81,7 +82,8 @@ class FakeNode:
         coin = ("BTC", "@107", "xyz:TSLA")[oid % 3]
         side = "B" if oid % 2 else "A"
         px = str(100 - oid % 7) if side == "B" else str(110 + oid % 7)
-        return f"0x{oid:040x}", order(coin, side, px + ".0", f"{oid}.5", oid)
+        tag = oid % 16 if self.steady else oid  # steady: users and sizes repeat too
+        return f"0x{tag:040x}", order(coin, side, px + ".0", f"{tag}.5", oid)
 
     def _rest(self, user: str, body: dict) -> None:
         self.resting[body["oid"]] = (user, body)
@@ -94,7 +96,7 @@ class FakeNode:
                      "builder": None, "status": "open", "order": body}]  # fmt: skip
         diffs = [self._diff(user, body, {"new": {"sz": body["sz"]}})]
         self._rest(user, body)
-        if self.height % 3 == 0:
+        if self.height % 3 == 0 or self.steady:
             oid = min(self.resting)
             old_user, old_body = self.resting.pop(oid)
             diffs.append(self._diff(old_user, old_body, "remove"))
@@ -111,12 +113,12 @@ class FakeNode:
 
     @staticmethod
     def _rows(line: bytes) -> bytes:
-        """A by-block line as streaming rows: one event per line."""
+        """A by-block line as streaming rows: one event per line, none for no event
+        (a node's streams are sparse)."""
         doc = json.loads(line)
-        events = doc["events"] or [None]
         return b"".join(
-            json.dumps(dict(doc, events=[e] if e else []), separators=(",", ":")).encode() + b"\n"
-            for e in events
+            json.dumps(dict(doc, events=[e]), separators=(",", ":")).encode() + b"\n"
+            for e in doc["events"]
         )
 
     @staticmethod

@@ -52,11 +52,12 @@ class Harness:
         self.listener = Listener()
         self.metrics = Metrics()
         self.service = IngestService(
-            self.settings, self.books, self.listener, self.metrics, reactor=reactor
+            self.settings, self.books, [self.listener], self.metrics, reactor=reactor
         )
-        self.service.retry_base_s = 0.05
-        self.service.retry_max_s = 0.2
-        self.service.snapshot_settle_s = 0.2
+        self.service.sync.retry_base_s = 0.05
+        self.service.sync.retry_delay = 0.05
+        self.service.sync.retry_max_s = 0.2
+        self.service.sync.snapshot_settle_s = 0.2
 
     def metric(self, name, *labels):
         return self.metrics.metrics["orderbook_node_" + name].get(*labels)
@@ -107,9 +108,9 @@ def harness(tmp_path, reactor):
 @pytest_twisted.inlineCallbacks
 def test_bootstrap_then_follow_blocks(harness, decode_worker):
     """Start: snapshot loaded, state ready, then every block applied and announced
-    (statuses decoded in-process, or by the decoder child)."""
+    (statuses decoded in-process, or through the pre-filter child)."""
     h = harness(decode_worker=decode_worker)
-    assert (h.service.decoder is not None) is decode_worker
+    assert (h.service.prefilter is not None) is decode_worker
     h.service.startService()
     assert h.state() == "bootstrapping"
     yield wait_for(h.caught_up, what="ready")
@@ -123,7 +124,7 @@ def test_bootstrap_then_follow_blocks(harness, decode_worker):
     assert status["height"] == 1006 and status["lag_ms"] is not None
     assert status["reason"] is None and status["resyncs"] == 0
     if decode_worker:  # the child read the statuses lines from the node's file itself
-        assert h.service.decoder.stripped > 0 and h.service.decoder.unread == 0
+        assert h.service.prefilter.stripped > 0 and h.service.prefilter.unread == 0
 
 
 @pytest_twisted.inlineCallbacks
@@ -293,32 +294,79 @@ def test_streaming_mode_follows_blocks(harness):
 
 
 @pytest_twisted.inlineCallbacks
-def test_streaming_gap_resyncs_and_converges(harness):
-    """Streaming: a block missing from every stream is a gap; resync, then exact again."""
+def test_streaming_start_on_files_with_rows_keeps_the_next_block(harness):
+    """Streaming, the node files already hold blocks: the first block written after the
+    start is whole (the node writes blocks in order) and is applied, no resync."""
+    h = harness(mode="streaming")
+    h.write(3)
+    h.service.startService()
+    yield wait_for(h.caught_up)
+    h.write(3)
+    yield wait_for(lambda: h.books.height == h.node.height - 1, what="2 blocks")
+    assert [r.height for r in h.listener.results] == [1004, 1005]
+    assert h.metric("resyncs_total") == 0 and len(h.info.requests) == 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_streaming_lost_block_looks_quiet_validation_repairs_it(harness):
+    """Streaming: a height no stream wrote is a block without events (sparse streams
+    cannot tell a lost block from a quiet one): it is applied empty, every height is
+    delivered, and validation brings the book back to the node's."""
     h = harness(mode="streaming")
     h.service.startService()
     yield wait_for(h.caught_up)
     h.write(3)
     yield wait_for(lambda: h.books.height == h.node.height - 1, what="3 blocks")
     h.node.next_block()  # lost: never written
+    h.write(2)
+    yield wait_for(lambda: h.books.height == h.node.height - 1, what="following on")
+    assert [r.height for r in h.listener.results] == list(range(1001, h.node.height))
+    assert h.metric("resyncs_total") == 0 and h.state() == "ready"
     h.write(1)
-    yield wait_for(lambda: h.metric("resyncs_total") == 1, what="resync")
-    assert "skipped from block" in h.service.status()["reason"]
-    h.write(2)  # data flows again: a fresh snapshot at the node's height
-    yield wait_for(lambda: h.state() == "ready", what="resynced")
-    for _ in range(3):
-        state = h.node.snapshot_document()
-        h.write(1)  # completes the previous block
-        yield wait_for(lambda: h.books.height == h.node.height - 1, what="following again")
-        h.assert_matches_node(state)
-    assert h.metric("gaps_total") >= 1 and len(h.info.requests) == 2
+    state = h.node.snapshot_document()
+    h.info.snapshot = lambda: state
+    h.write(1)  # completes the block of ``state``
+    yield h.service.validate()
+    assert h.metric("validation_mismatched_coins_total") >= 1
+    h.assert_matches_node(state)
 
 
-@pytest.mark.parametrize("mode", ["by_block", "streaming"])
 @pytest_twisted.inlineCallbacks
-def test_one_stream_stops_while_others_go_on(harness, mode):
-    """A silent stream makes the state stale naming it; its late lines bring it back."""
-    h = harness(mode=mode, stall_timeout_s=0.3)
+def test_streaming_silent_stream_neither_holds_nor_stales_late_rows_resync_coins(harness):
+    """Streaming: diffs silent for three blocks: blocks still apply (after the grace); the
+    diffs rows, read late, are counted and their coins resynced
+    from a snapshot: the book equals the node's again. Stale is about the node: only
+    once nothing comes at all."""
+    h = harness(mode="streaming", stall_timeout_s=0.5)
+    h.service.startService()
+    yield wait_for(h.caught_up)
+    for _ in range(3):
+        h.node.write_block(hold=("diffs",))
+    yield wait_for(lambda: h.books.height == h.node.height - 1, what="applied without diffs")
+    yield wait_for(lambda: h.service.status()["last_block_age_ms"] > 600, what="quiet node")
+    assert h.state() == "stale" and "no new block" in h.service.status()["reason"]
+    state = h.node.snapshot_document()
+    h.info.snapshot = lambda: state
+    h.node.release()
+    h.write(1)  # completes the block of ``state``
+    yield wait_for(lambda: h.metric("late_rows_total", "diffs") >= 1, what="late rows")
+    yield wait_for(
+        lambda: (
+            h.books.height == state[0]
+            and h.metric("validation_mismatched_coins_total") >= 1
+            and not h.service.validator.running
+        ),
+        what="coins resynced",
+    )
+    h.assert_matches_node(state)
+    assert h.metric("resyncs_total") == 0 and h.state() == "ready"
+
+
+@pytest_twisted.inlineCallbacks
+def test_one_stream_stops_while_others_go_on(harness):
+    """By-block: a silent stream makes the state stale naming it; its late lines bring
+    it back."""
+    h = harness(stall_timeout_s=0.3)
     h.service.startService()
     yield wait_for(h.caught_up)
     applied = h.books.height
@@ -330,11 +378,9 @@ def test_one_stream_stops_while_others_go_on(harness, mode):
     assert h.metric("stalls_total") == 1 and h.books.height == applied
     h.node.release()
     h.write(1)
-    expected = h.node.height - (1 if mode == "streaming" else 0)
-    yield wait_for(lambda: h.books.height == expected and h.state() == "ready", what="ready")
+    yield wait_for(lambda: h.caught_up(), what="ready")
     assert h.metric("resyncs_total") == 0 and len(h.info.requests) == 1
-    if mode == "by_block":
-        h.assert_matches_node()
+    h.assert_matches_node()
 
 
 @pytest_twisted.inlineCallbacks
@@ -351,9 +397,9 @@ def test_lagging_stream_bounded_then_resync_when_it_flows(harness):
         h.node.write_block(hold=("statuses",))
         assert h.service.assembler.pending <= 4
         return (
-            h.service._stopped_alone() == ["statuses"]
+            h.service.lines.stopped_alone() == ["statuses"]
             and h.state() == "resyncing"
-            and not h.service._syncing
+            and not h.service.sync.syncing
         )
 
     yield wait_for(others_go_on, what="statuses silent while the others go on")
@@ -386,7 +432,7 @@ def test_unusable_snapshot_file_retried(harness, mode):
     assert "snap.json" in status["reason"] and ("missing" in status["reason"]) == (
         mode == "missing"
     )
-    assert h.service._retry_delay >= 4 * h.service.retry_base_s  # doubling
+    assert h.service.sync.retry_delay >= 4 * h.service.sync.retry_base_s  # doubling
     h.info.mode = "ok"
     h.write(1)
     yield wait_for(h.caught_up, what="ready after retries")
@@ -423,7 +469,7 @@ def test_validation_catches_an_older_snapshot_up_in_slices(harness):
     """A snapshot 3 blocks behind is brought to the live height with the retained
     blocks (one per turn with a zero budget), then compared coin by coin."""
     h = harness()
-    h.service.turn_budget_s = 0
+    h.service.validator.turn_budget_s = 0
     h.service.startService()
     yield wait_for(h.caught_up)
     old = h.node.snapshot_document()

@@ -225,3 +225,42 @@ def test_rotation_waits_for_burst_delivery(hourly, tailer_of):
     assert collector.texts() == [b"a%03d" % i for i in range(300)] + [
         b"b%03d" % i for i in range(300)
     ]
+
+
+@pytest_twisted.inlineCallbacks
+def test_behind_names_the_streams_with_data_still_to_read(tmp_path, tailer_of):
+    """While one stream's lines are delivered, the streams with data not yet read this
+    turn, and the one being read, are behind; once everything is read, none is."""
+    roots = {name: tmp_path / name / "hourly" for name in ("a", "b")}
+    for root in roots.values():
+        (root / "20260430").mkdir(parents=True)
+        (root / "20260430" / "7").write_bytes(b"")
+    seen: list[tuple[str, set[str]]] = []
+    collector = Collector()
+    tailer = None
+
+    def deliver(stream, path, batch):
+        seen.append((stream, tailer.behind()))
+
+    collector.deliver = deliver
+    tailer = tailer_of(None, collector, streams=roots, turn_budget_s=5, timer=StepTimer())
+    for root in roots.values():
+        (root / "20260430" / "7").write_bytes(b"".join(b"%05d\n" % i for i in range(40)))
+    yield wait_for(lambda: len(seen) == 80, what="80 lines")
+    first = seen[0][0]
+    other = "b" if first == "a" else "a"
+    assert seen[0][1] == {"a", "b"}  # the other has data waiting too
+    last_of_other = max(i for i, (stream, _) in enumerate(seen) if stream == other)
+    assert seen[last_of_other][1] >= {other}  # being read
+    yield wait_for(lambda: tailer.behind() == set(), what="nothing behind")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(b"one\ntwo\n", b"two"), (b"one\ntw", None), (b"", None), (b"only\n", b"only")],
+)
+def test_line_before_start_is_the_last_whole_line(hourly, tailer_of, content, expected):
+    """Where reading begins, the file's last whole line (None inside a line, or empty)."""
+    (hourly / "20260430" / "7").write_bytes(content)
+    tailer = tailer_of(hourly, Collector())
+    assert tailer.lines_before_start() == {"s": expected}

@@ -58,9 +58,9 @@ def running(tmp_path, reactor):
             validate_interval_s=0, recheck_interval_s=0.05, max_buffered_blocks=2000,
         )  # fmt: skip
         books, listener, metrics = Books(), Listener(), Metrics()
-        ingest = IngestService(settings, books, listener, metrics, reactor=reactor)
-        ingest.retry_base_s = 0.05
-        ingest.snapshot_settle_s = 0.3
+        ingest = IngestService(settings, books, [listener], metrics, reactor=reactor)
+        ingest.sync.retry_base_s = ingest.sync.retry_delay = 0.05
+        ingest.sync.snapshot_settle_s = 0.3
         ingest.startService()
         started.append((sim, ingest))
         return sim, ingest, books, listener, metrics

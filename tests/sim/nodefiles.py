@@ -32,6 +32,18 @@ def read_lines(data_dir: Path, stream: str, mode: str) -> list[dict[str, Any]]:
     return lines
 
 
+def split_lines(data_dir: Path, stream: str, mode: str) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """A stream's lines in file order: (parsed good lines, raw unparsable lines)."""
+    good, bad = [], []
+    for path in stream_files(data_dir, stream, mode):
+        for raw in path.read_bytes().splitlines():
+            try:
+                good.append(json.loads(raw))
+            except ValueError:
+                bad.append(raw)
+    return good, bad
+
+
 def events_by_height(data_dir: Path, mode: str) -> dict[int, dict[str, list[Any]]]:
     """height -> stream -> events, rows of one block concatenated in file order."""
     blocks: dict[int, dict[str, list[Any]]] = defaultdict(lambda: {s: [] for s in STREAMS})
@@ -149,8 +161,9 @@ class Replayer:
     ) -> None:
         """Apply every block after the current height up to ``height``."""
         for h in range(self.height + 1, height + 1):
-            self._block_ms = block_ms[h]
-            self.apply(h, blocks[h]["statuses"], blocks[h]["diffs"])
+            events = blocks.get(h, {})  # sparse streaming files: maybe no line at all
+            self._block_ms = block_ms.get(h, 0)
+            self.apply(h, events.get("statuses", []), events.get("diffs", []))
 
     def snapshot(self) -> list[Any]:
         """The book in the node's snapshot format."""
@@ -166,8 +179,9 @@ class Replayer:
 
 
 def block_times_ms(data_dir: Path, mode: str) -> dict[int, int]:
-    """height -> block_time in epoch ms, from the diffs stream."""
+    """height -> block_time in epoch ms, from whichever stream has a line for it."""
     return {
         line["block_number"]: time_ms(line["block_time"])
-        for line in read_lines(data_dir, "diffs", mode)
+        for stream in STREAMS
+        for line in read_lines(data_dir, stream, mode)
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -298,3 +299,42 @@ def test_extra_perps_and_price_drift() -> None:
         ex.step(T0 + i * 69_000_000)
     assert any(b.mid != start[c] for c, b in ex.books.items())
     assert all(valid_price(b.market, b.mid) for b in ex.books.values())
+
+
+def test_deep_book_is_mainnet_sized_and_stays_so() -> None:
+    """deep={"BTC": 51000}: ~51k resting BTC orders, one level of 4-6k, a 15-20 MB L4 snapshot."""
+    ex = Exchange(seed=3, scale=0.1, deep={"BTC": 51_000})
+    book = ex.books["BTC"]
+    assert len(book.resting) == 51_000
+    biggest = max(len(level) for side in (book.bids, book.asks) for level in side.levels.values())
+    assert 4_000 <= biggest <= 6_000
+    assert len(book.bids.levels) > 1_000 and len(book.asks.levels) > 1_000
+    btc = next(entry for entry in ex.snapshot()[1] if entry[0] == "BTC")
+    size = len(json.dumps([ex.height, [btc]], separators=(",", ":")))
+    assert 15_000_000 < size < 20_000_000
+    assert all(valid_price(book.market, px) for px in book.bids.prices + book.asks.prices)
+    assert len(ex.books["ETH"].resting) < 200  # other coins keep the scale's depth
+    for i in range(60):
+        ex.step(T0 + i * 69_000_000)
+    assert 50_000 <= len(book.resting) <= 52_000
+    assert max(len(level) for level in book.bids.levels.values()) >= biggest * 0.95
+
+
+@pytest.mark.parametrize(
+    ("deep", "message"),
+    [({"DOGE": 10}, "unknown coin 'DOGE'"), ({"BTC": 0}, "positive"), ({"BTC": 1.5}, "positive")],
+)
+def test_deep_refuses_unknown_coins_and_bad_counts(deep: dict[str, Any], message: str) -> None:
+    """A bad deep spec names the coin or the count."""
+    with pytest.raises(ValueError, match=message):
+        Exchange(deep=deep)
+
+
+@pytest.mark.parametrize(("share", "low", "high"), [(1.0, 0.7, 0.95), (0.1, 0.04, 0.16)])
+def test_trade_share_sets_how_many_blocks_have_fills(share: float, low: float, high: float) -> None:
+    """trade_share 1.0: fills in most blocks; the quiet market (0.1): in about one block in ten."""
+    ex = Exchange(seed=8, scale=0.05, trade_share=share)
+    with_fills = sum(bool(ex.step(T0 + i * 69_000_000).fills) for i in range(400))
+    assert low <= with_fills / 400 <= high
+    with pytest.raises(ValueError, match="trade_share"):
+        Exchange(trade_share=1.5)

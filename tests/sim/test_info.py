@@ -121,6 +121,23 @@ async def test_snapshot_error_fault_answers_the_status_count_times(
 
 
 @pytest_twisted.ensureDeferred
+async def test_snapshot_truncated_fault_answers_200_with_a_cut_file(
+    reactor: Any, server: Server, tmp_path: Path
+) -> None:
+    """snapshot_truncated: 200 null, but the file is half written (unparsable); then whole again."""
+    server.faults.truncated = 1
+    out = tmp_path / "out.json"
+    assert await post(reactor, server.info, _request(out)) == (200, b"null")
+    whole = json.dumps(server.exchange.snapshot(), separators=(",", ":")).encode()
+    cut = out.read_bytes()
+    assert 0 < len(cut) == len(whole) // 2 and whole.startswith(cut)
+    with pytest.raises(ValueError):
+        json.loads(cut)
+    assert await post(reactor, server.info, _request(out)) == (200, b"null")
+    assert json.loads(out.read_bytes()) == server.exchange.snapshot()
+
+
+@pytest_twisted.ensureDeferred
 async def test_snapshot_timeout_fault_never_answers(
     reactor: Any, server: Server, tmp_path: Path
 ) -> None:

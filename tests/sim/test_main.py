@@ -7,6 +7,7 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -124,3 +125,47 @@ def test_options_parse_and_validate() -> None:
     proc = _run("--data-dir", "/d", "--blocks-per-second", "0")
     assert proc.wait(timeout=30) == 2
     assert "must be positive" in proc.stderr.read()  # type: ignore[union-attr]
+
+
+def test_deep_quiet_and_spread_options() -> None:
+    """--deep COIN=N (repeatable), --quiet (trade share 0.1), --streaming-spread-ms parse; bad ones exit 2."""
+    args = parser().parse_args(["--data-dir", "/d", "--deep", "BTC=51000", "--deep", "ETH=900"])
+    assert args.deep == [("BTC", 51000), ("ETH", 900)] and args.trade_share == 1.0
+    assert parser().parse_args(["--data-dir", "/d"]).streaming_spread_ms == 25.0
+    for bad, message in (("--deep=BTC", "COIN=ORDERS"), ("--trade-share=2", "within 0..1")):
+        proc = _run("--data-dir", "/d", bad)
+        assert proc.wait(timeout=30) == 2
+        assert message in proc.stderr.read()  # type: ignore[union-attr]
+
+
+def test_offline_deep_quiet_run(tmp_path: Path) -> None:
+    """--deep BTC=3000 --quiet: the dumped BTC book is that deep; most blocks have no fills line."""
+    dump = tmp_path / "final.json"
+    proc = _run(
+        "--data-dir", str(tmp_path / "d"), "--offline", "--blocks", "60", "--scale", "0.02",
+        "--mode", "streaming", "--quiet", "--deep", "BTC=3000", "--dump-snapshot", str(dump),
+    )  # fmt: skip
+    assert proc.wait(timeout=60) == 0, proc.stderr.read()  # type: ignore[union-attr]
+    btc = next(entry for entry in json.loads(dump.read_bytes())[1] if entry[0] == "BTC")
+    assert 2_900 <= len(btc[1][0]) + len(btc[1][1]) <= 3_100
+    fill_blocks = {
+        line["block_number"] for line in read_lines(tmp_path / "d", "fills", "streaming")
+    }
+    assert len(fill_blocks) < 60 / 4
+
+
+def test_taken_info_port_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """A taken --info-port: one line on stderr naming the port, exit code 1, no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proc = _run("--data-dir", str(tmp_path), "--info-port", str(port), "--light")
+        assert proc.wait(timeout=30) == 1
+    err = proc.stderr.read()  # type: ignore[union-attr]
+    lines = [line for line in err.splitlines() if "orderbook.sim" in line or "Traceback" in line]
+    assert lines == [
+        f"python -m orderbook.sim: simulator info server: cannot listen on 127.0.0.1:{port}: "
+        "Address already in use (is a node with --serve-info running? change [simulator] info_port)"
+    ], err
+    assert proc.stdout.read() == ""  # type: ignore[union-attr]

@@ -116,40 +116,30 @@ def test_by_block_lines_one_per_block_per_stream_in_node_order(tmp_path: Path) -
         assert fill["block_time"] == diff["block_time"] == status["block_time"] < fill["local_time"]
 
 
-def test_streaming_one_event_per_line_and_empty_blocks_keep_a_line(tmp_path: Path) -> None:
-    """Streaming: a row per event sharing the stream's local_time; an empty block is one events:[] row."""
-    generate(tmp_path, 30, seed=3, scale=0.01, mode="streaming")
-    fills = read_lines(tmp_path, "fills", "streaming")
-    heights = sorted({line["block_number"] for line in fills})
-    assert heights == list(range(heights[0], heights[0] + 30))
-    stamps: dict[int, set[str]] = defaultdict(set)
-    for line in read_lines(tmp_path, "statuses", "streaming"):
-        stamps[line["block_number"]].add(line["local_time"])
-        assert len(line["events"]) <= 1
-    assert all(len(s) == 1 for s in stamps.values())
-    empty = [line for line in fills if not line["events"]]
-    assert empty and all(
-        sum(x["block_number"] == e["block_number"] for x in fills) == 1 for e in empty
+def test_streaming_one_event_per_line_and_no_line_for_an_empty_stream(tmp_path: Path) -> None:
+    """Streaming: a row per event sharing the stream's local_time; a stream with no event has no line."""
+    result = generate(tmp_path, 40, seed=3, scale=0.01, mode="streaming", trade_share=0.1)
+    all_heights = set(range(result.first_height, result.last_height + 1))
+    fill_heights = set()
+    for stream in STREAMS:
+        stamps: dict[int, set[str]] = defaultdict(set)
+        for line in read_lines(tmp_path, stream, "streaming"):
+            assert len(line["events"]) == 1, line
+            stamps[line["block_number"]].add(line["local_time"])
+        assert all(len(s) == 1 for s in stamps.values())
+        if stream == "fills":
+            fill_heights = set(stamps)
+    assert fill_heights and fill_heights < all_heights  # sparse: most blocks have no fills line
+
+
+def test_by_block_keeps_a_line_for_every_block_even_in_a_quiet_market(tmp_path: Path) -> None:
+    """By-block mode still writes one line per stream per block, events:[] included."""
+    result = generate(tmp_path, 30, seed=3, scale=0.01, trade_share=0.1)
+    fills = read_lines(tmp_path, "fills", "by_block")
+    assert [line["block_number"] for line in fills] == list(
+        range(result.first_height, result.last_height + 1)
     )
-
-
-def test_streaming_rows_of_the_three_streams_interleave(tmp_path: Path) -> None:
-    """Streaming writes alternate between streams within a block (a diff may precede its status)."""
-    order: list[str] = []
-    writer = NodeWriter(tmp_path, "streaming", clock=SteppingClock(T0), seed=1)
-    writer._put = lambda handle, data: order.append(Path(handle.name).parts[-4])  # type: ignore[method-assign]
-    ex = Exchange(seed=1, scale=0.05)
-    writer.write_block(ex.step(T0))
-    firsts = [
-        order.index(name) for name in ("node_fills_streaming", "node_raw_book_diffs_streaming")
-    ]
-    last_status = len(order) - 1 - order[::-1].index("node_order_statuses_streaming")
-    first_status = order.index("node_order_statuses_streaming")
-    diffs_after = [
-        i for i, n in enumerate(order) if n == "node_raw_book_diffs_streaming" and i > first_status
-    ]
-    assert firsts[0] < firsts[1] < first_status < last_status
-    assert diffs_after, "no diff row written after a status row"
+    assert sum(not line["events"] for line in fills) > 15
 
 
 def test_rotation_across_hour_and_date(tmp_path: Path) -> None:
@@ -288,3 +278,42 @@ def test_bad_mode_and_stream_are_refused(tmp_path: Path) -> None:
         NodeWriter(tmp_path, "weekly")
     with pytest.raises(ValueError, match="'trades'"):
         NodeWriter(tmp_path).garbage("trades")
+
+
+@pytest.mark.parametrize("mode", ["by_block", "streaming"])
+def test_absurd_height_fault_is_one_parseable_line(tmp_path: Path, mode: str) -> None:
+    """absurd_height: the stream's next line names a block far ahead (or behind); nothing else moves."""
+    ex = Exchange(seed=1, scale=0.05)
+    writer = NodeWriter(tmp_path, mode, clock=SteppingClock(T0))
+    _write(writer, ex, 1)
+    writer.absurd_height("statuses", -500)
+    _write(writer, ex, 2)
+    heights = [line["block_number"] for line in read_lines(tmp_path, "statuses", mode)]
+    first = ex.height - 2
+    odd = [h for h in heights if not first <= h <= ex.height]
+    assert odd == [first + 1 - 500]
+    assert writer.absurd_lines == [("statuses", first + 1, first + 1 - 500)]
+    assert {line["block_number"] for line in read_lines(tmp_path, "diffs", mode)} == {
+        first,
+        first + 1,
+        first + 2,
+    }
+    with pytest.raises(ValueError, match="ahead must not be 0"):
+        writer.absurd_height("diffs", 0)
+
+
+def test_crash_leaves_a_partial_line_that_the_next_write_continues(tmp_path: Path) -> None:
+    """crash(block): whole writes, then half a line without newline; files closed; appending glues."""
+    ex = Exchange(seed=2, scale=0.05)
+    writer = NodeWriter(tmp_path, clock=SteppingClock(T0), split_probability=0)
+    _write(writer, ex, 1)
+    stream, path = writer.crash(ex.step(T0 + 69_000_000))
+    assert writer.current_paths() == {}
+    assert not path.read_bytes().endswith(b"\n")
+    _write(writer, ex, 1, T0 + 2 * 69_000_000)
+    lines = path.read_bytes().splitlines()
+    assert len(lines) == 2 and json.loads(lines[0])["block_number"] == ex.height - 2
+    with pytest.raises(ValueError):
+        json.loads(lines[1])
+    glued = lines[1].rindex(b'{"local_time":"')  # the restarted writer's line follows the cut
+    assert glued > 0 and json.loads(lines[1][glued:])["block_number"] == ex.height

@@ -1,10 +1,10 @@
-"""Statuses lines decoded on the second core: a child process strips the rejections.
+"""The statuses pre-filter: a child process strips the rejections, on the second core.
 
 A by-block statuses line is the biggest thing the server reads (~240 KB a
 block on mainnet, 500-1,500 statuses) and 80-93% of its statuses are
 rejections the book never reads. Decoding it is about a third of what a
 block costs the reactor's core. So, in by-block mode, each statuses line
-goes to a child process (``python -m orderbook.node.decoder``) that decodes
+goes to a child process (``python -m orderbook.node.prefilter``) that decodes
 it, drops the statuses whose name ends in ``Rejected`` and sends back the
 same line, re-encoded compactly without them; the reactor then decodes a line
 3-10x smaller with the usual decoder.
@@ -24,11 +24,16 @@ STRIPPED (the line, stripped or unchanged) or UNREAD (nothing). A line the
 child cannot decode comes back unchanged (the reactor's decoder then reports
 it with file and offset). If the child dies, every line still in flight is
 handed back unchanged, the reactor decodes them itself, and the child is
-restarted after a pause: nothing is lost or reordered.
+restarted after a pause: nothing is lost or reordered. The same happens to a
+child that is alive but stuck: when its oldest line has waited
+``reply_deadline_s`` (default 2 s) or more than ``max_waiting`` lines (256)
+wait for it, it is killed, its lines are decoded in process and a new child
+starts after the pause.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import sys
@@ -53,6 +58,8 @@ _OPEN_FILES = 2  # this hour's file and the last: a deleted file's space is free
 _decode_statuses = msgspec.json.Decoder(StatusLine).decode
 _encode = msgspec.json.Encoder().encode
 RESTART_DELAY_S = 1.0
+REPLY_DEADLINE_S = 2.0  # the oldest line waits at most this long for the child
+MAX_WAITING = 256  # lines waiting for the child; beyond this it is restarted
 
 Done = Callable[[bytes], None]
 
@@ -142,26 +149,43 @@ class _Files:
         self._open.clear()
 
 
-class StatusesDecoder(protocol.ProcessProtocol):
-    """The reactor's side: submit lines, get the stripped lines back in order."""
+class StatusesPrefilter(protocol.ProcessProtocol):
+    """The reactor's side: submit lines, get the stripped lines back in order.
+
+    A child that does not answer its oldest line within ``reply_deadline_s``,
+    or has more than ``max_waiting`` lines waiting, is killed and restarted;
+    its lines are handed back unchanged (decoded in process), in order.
+    """
 
     _log = Logger()
 
-    def __init__(self, reactor: Any, command: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        command: list[str] | None = None,
+        reply_deadline_s: float = REPLY_DEADLINE_S,
+        max_waiting: int = MAX_WAITING,
+    ) -> None:
         self.reactor = reactor
-        self.command = command or [sys.executable, "-m", "orderbook.node.decoder"]
-        self.pending: deque[tuple[bytes, Done]] = deque()
+        self.command = command or [sys.executable, "-m", "orderbook.node.prefilter"]
+        self.reply_deadline_s = reply_deadline_s
+        self.max_waiting = max_waiting
+        self.pending: deque[tuple[bytes, Done, float]] = deque()  # (line, done, submitted at)
         self.alive = False
         self.stopping = False
         self.restarts = 0
+        self.stuck = 0  # children killed for missing the deadline or the bound
         self.stripped = 0  # lines the child answered
         self.unread = 0  # READ requests the child could not serve (decoded in-process)
         self._buffer = bytearray()
         self._restart_call: Any = None
+        self._deadline_call: Any = None
+        self._abandoned = False  # killed as stuck; its end schedules the restart
 
     def start(self) -> None:
         """Spawn the child (the current interpreter, same environment)."""
         self.stopping = False
+        self._restart_call = None
         self.reactor.spawnProcess(self, self.command[0], self.command, env=None)
 
     def stop(self) -> None:
@@ -169,6 +193,7 @@ class StatusesDecoder(protocol.ProcessProtocol):
         self.stopping = True
         if self._restart_call is not None and self._restart_call.active():
             self._restart_call.cancel()
+        self._cancel_deadline()
         if self.alive and self.transport is not None:
             self.transport.closeStdin()
 
@@ -180,10 +205,14 @@ class StatusesDecoder(protocol.ProcessProtocol):
         With ``path`` and ``offset`` (where ``raw`` starts in that node file) the
         child reads the line itself and only a few bytes cross the pipe.
         """
+        if self.alive and len(self.pending) >= self.max_waiting:
+            self._abandon(f"more than {self.max_waiting} lines waiting")
         if not self.alive:
             done(raw)
             return
-        self.pending.append((raw, done))
+        self.pending.append((raw, done, self.reactor.seconds()))
+        if self._deadline_call is None:
+            self._arm_deadline()
         if path is None or offset is None:
             self.transport.write(frame(LINE, raw))
             return
@@ -196,6 +225,8 @@ class StatusesDecoder(protocol.ProcessProtocol):
         self.alive = True
 
     def outReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted API)
+        if not self.alive:
+            return  # a child given up on: its late answers were decoded in process
         buffer = self._buffer
         buffer += data
         while len(buffer) >= FRAME.size:
@@ -207,36 +238,83 @@ class StatusesDecoder(protocol.ProcessProtocol):
             self._deliver(kind, reply)
 
     def errReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted API)
-        self._log.warn("statuses decoder: {text}", text=data.decode(errors="replace").strip())
+        self._log.warn("statuses prefilter: {text}", text=data.decode(errors="replace").strip())
 
     def processEnded(self, reason: Failure) -> None:  # noqa: N802 (Twisted API)
-        self.alive = False
-        self._buffer.clear()
-        while self.pending:  # hand back in order: the reactor decodes them itself
-            raw, done = self.pending.popleft()
-            done(raw)
+        abandoned, self._abandoned = self._abandoned, False
+        self._hand_back()
         if self.stopping:
+            return
+        if abandoned:  # killed as stuck (already logged): the restart follows its end
+            self._schedule_restart()
             return
         clean = reason.check(error.ProcessDone) is not None
         self._log.warn(
-            "statuses decoder exited ({why}); decoding in-process, restarting in {delay} s",
+            "statuses prefilter exited ({why}); decoding in-process, restarting in {delay} s",
             why="cleanly" if clean else reason.getErrorMessage(),
             delay=RESTART_DELAY_S,
         )
+        self._schedule_restart()
+
+    # -- internals ------------------------------------------------------------
+    def _hand_back(self) -> None:
+        """Every line in flight back to the reactor, in order (decoded in process)."""
+        self.alive = False
+        self._buffer.clear()
+        self._cancel_deadline()
+        while self.pending:
+            raw, done, _ = self.pending.popleft()
+            done(raw)
+
+    def _schedule_restart(self) -> None:
         self.restarts += 1
         self._restart_call = self.reactor.callLater(RESTART_DELAY_S, self.start)
 
+    def _abandon(self, why: str) -> None:
+        """The child is stuck: kill it, decode its lines in process, restart it later."""
+        self.stuck += 1
+        self._log.warn(
+            "statuses prefilter stuck ({why}); {count} lines decoded in-process, "
+            "restarting it {delay} s after it ends",
+            why=why,
+            count=len(self.pending),
+            delay=RESTART_DELAY_S,
+        )
+        self._abandoned = True
+        self._hand_back()
+        if self.transport is not None:
+            with contextlib.suppress(error.ProcessExitedAlready, OSError):
+                self.transport.signalProcess("KILL")
+
+    def _arm_deadline(self) -> None:
+        submitted = self.pending[0][2]
+        delay = max(submitted + self.reply_deadline_s - self.reactor.seconds(), 0.0)
+        self._deadline_call = self.reactor.callLater(delay, self._deadline_passed)
+
+    def _cancel_deadline(self) -> None:
+        call, self._deadline_call = self._deadline_call, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _deadline_passed(self) -> None:
+        self._deadline_call = None
+        if self.alive and self.pending:
+            self._abandon(f"no answer within {self.reply_deadline_s:g} s")
+
     def _deliver(self, kind: int, reply: bytes) -> None:
         if not self.pending:
-            self._log.warn("statuses decoder: an answer nobody asked for, dropped")
+            self._log.warn("statuses prefilter: an answer nobody asked for, dropped")
             return
-        raw, done = self.pending.popleft()
+        raw, done, _ = self.pending.popleft()
+        self._cancel_deadline()
+        if self.pending:
+            self._arm_deadline()
         if kind == STRIPPED:
             self.stripped += 1
         else:  # UNREAD: the reactor decodes its own copy
             if not self.unread:
                 self._log.warn(
-                    "statuses decoder: the child could not read a line from the node's file; "
+                    "statuses prefilter: the child could not read a line from the node's file; "
                     "such lines are decoded in-process"
                 )
             self.unread += 1

@@ -1,4 +1,4 @@
-"""The statuses decoder process: rejections stripped on another core, order kept."""
+"""The statuses pre-filter process: rejections stripped on another core, order kept."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import msgspec
 import pytest
 import pytest_twisted
 
-from orderbook.node import decoder
-from orderbook.node.decoder import StatusesDecoder, serve, strip_rejections
+from orderbook.node import prefilter
+from orderbook.node.prefilter import StatusesPrefilter, serve, strip_rejections
 from orderbook.node.schema import STATUSES, decode_line
 from tests.node.support import wait_for
 
@@ -50,7 +50,7 @@ def test_unreadable_or_rejection_free_lines_come_back_unchanged():
 
 def replies_of(out: bytes) -> list[tuple[int, bytes]]:
     source, replies = io.BytesIO(out), []
-    while (reply := decoder.read_frame(source)) is not None:
+    while (reply := prefilter.read_frame(source)) is not None:
         replies.append(reply)
     return replies
 
@@ -59,8 +59,8 @@ def test_serve_answers_each_framed_line_in_order():
     """The child's loop: framed lines in, stripped lines out, until EOF."""
     lines = [b"not json", b"[]", b"{}"]
     sink = io.BytesIO()
-    serve(io.BytesIO(b"".join(decoder.frame(decoder.LINE, x) for x in lines)), sink)
-    assert replies_of(sink.getvalue()) == [(decoder.STRIPPED, x) for x in lines]
+    serve(io.BytesIO(b"".join(prefilter.frame(prefilter.LINE, x) for x in lines)), sink)
+    assert replies_of(sink.getvalue()) == [(prefilter.STRIPPED, x) for x in lines]
 
 
 def test_serve_reads_lines_from_the_node_file(tmp_path, mainnet_data):
@@ -70,26 +70,28 @@ def test_serve_reads_lines_from_the_node_file(tmp_path, mainnet_data):
     node_file.write_bytes(b"".join(line + b"\n" for line in lines))
     path = os.fsencode(node_file)
     offsets = [0, len(lines[0]) + 1, len(lines[0]) + len(lines[1]) + 2]
-    requests = [decoder.read_request(path, at, raw) for at, raw in zip(offsets, lines, strict=True)]
-    requests.append(decoder.read_request(path, offsets[1], lines[2]))  # not what is there
-    requests.append(decoder.read_request(path + b".gone", 0, lines[0]))
+    requests = [
+        prefilter.read_request(path, at, raw) for at, raw in zip(offsets, lines, strict=True)
+    ]
+    requests.append(prefilter.read_request(path, offsets[1], lines[2]))  # not what is there
+    requests.append(prefilter.read_request(path + b".gone", 0, lines[0]))
     sink = io.BytesIO()
-    serve(io.BytesIO(b"".join(decoder.frame(decoder.READ, r) for r in requests)), sink)
+    serve(io.BytesIO(b"".join(prefilter.frame(prefilter.READ, r) for r in requests)), sink)
     assert replies_of(sink.getvalue()) == [
-        *((decoder.STRIPPED, strip_rejections(raw)) for raw in lines),
-        (decoder.UNREAD, b""),
-        (decoder.UNREAD, b""),
+        *((prefilter.STRIPPED, strip_rejections(raw)) for raw in lines),
+        (prefilter.UNREAD, b""),
+        (prefilter.UNREAD, b""),
     ]
 
 
 def test_the_child_keeps_only_two_node_files_open(tmp_path):
     """Old hourly files get deleted by the node: an open descriptor would keep their space."""
-    files = decoder._Files()
+    files = prefilter._Files()
     try:
         for hour in range(4):
             node_file = tmp_path / str(hour)
             node_file.write_bytes(b"line\n")
-            request = decoder.read_request(os.fsencode(node_file), 0, b"line")
+            request = prefilter.read_request(os.fsencode(node_file), 0, b"line")
             assert files.read(request) == b"line"
         assert sorted(files._open) == [os.fsencode(tmp_path / "2"), os.fsencode(tmp_path / "3")]
     finally:
@@ -98,16 +100,16 @@ def test_the_child_keeps_only_two_node_files_open(tmp_path):
 
 @pytest.fixture
 def started(reactor):
-    decoders: list[StatusesDecoder] = []
+    children: list[StatusesPrefilter] = []
 
-    def start() -> StatusesDecoder:
-        process = StatusesDecoder(reactor)
+    def start() -> StatusesPrefilter:
+        process = StatusesPrefilter(reactor)
         process.start()
-        decoders.append(process)
+        children.append(process)
         return process
 
     yield start
-    for process in decoders:
+    for process in children:
         process.stop()
 
 
@@ -115,7 +117,7 @@ def started(reactor):
 def test_child_strips_lines_in_order(started, mainnet_data):
     """Lines submitted to the real child come back stripped, in submission order."""
     process = started()
-    yield wait_for(lambda: process.alive, 10, "the decoder to start")
+    yield wait_for(lambda: process.alive, 10, "the child to start")
     lines = statuses_lines(mainnet_data)
     replies: list[bytes] = []
     for raw in lines:
@@ -128,9 +130,9 @@ def test_child_strips_lines_in_order(started, mainnet_data):
 @pytest_twisted.inlineCallbacks
 def test_a_dying_child_hands_lines_back_and_restarts(started, mainnet_data, monkeypatch):
     """Killed with lines in flight: they come back unchanged, in order; a new child follows."""
-    monkeypatch.setattr(decoder, "RESTART_DELAY_S", 0.05)
+    monkeypatch.setattr(prefilter, "RESTART_DELAY_S", 0.05)
     process = started()
-    yield wait_for(lambda: process.alive, 10, "the decoder to start")
+    yield wait_for(lambda: process.alive, 10, "the child to start")
     lines = statuses_lines(mainnet_data)
     replies: list[bytes] = []
     os.kill(process.transport.pid, signal.SIGSTOP)  # nothing is answered before the kill
@@ -150,7 +152,7 @@ def test_a_dying_child_hands_lines_back_and_restarts(started, mainnet_data, monk
 def test_child_reads_lines_the_reactor_points_at(started, mainnet_data, tmp_path):
     """With path and offset the child reads the node file; an unreadable line comes back as it was."""
     process = started()
-    yield wait_for(lambda: process.alive, 10, "the decoder to start")
+    yield wait_for(lambda: process.alive, 10, "the child to start")
     lines = statuses_lines(mainnet_data)[:4]
     node_file = tmp_path / "20"
     node_file.write_bytes(b"".join(line + b"\n" for line in lines))
@@ -166,7 +168,51 @@ def test_child_reads_lines_the_reactor_points_at(started, mainnet_data, tmp_path
 
 def test_submit_without_a_child_answers_at_once(reactor):
     """Before start (or while restarting) a line is handed straight back."""
-    process = StatusesDecoder(reactor)
+    process = StatusesPrefilter(reactor)
     replies: list[bytes] = []
     process.submit(b"line", replies.append)
     assert replies == [b"line"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_stuck_child_misses_its_deadline_lines_decoded_in_process(reactor, mainnet_data):
+    """A child that stops answering: after reply_deadline_s its lines come back unchanged,
+    in order, it is killed, and a new child answers the next line."""
+    prefilter.RESTART_DELAY_S, saved = 0.05, prefilter.RESTART_DELAY_S
+    process = StatusesPrefilter(reactor, reply_deadline_s=0.2)
+    try:
+        process.start()
+        yield wait_for(lambda: process.alive, 10, "the child to start")
+        stuck_pid = process.transport.pid
+        os.kill(stuck_pid, signal.SIGSTOP)  # alive, never answers
+        lines = statuses_lines(mainnet_data)
+        replies: list[bytes] = []
+        for raw in lines[:3]:
+            process.submit(raw, replies.append)
+        yield wait_for(lambda: len(replies) == 3, 5, "the lines handed back")
+        assert replies == lines[:3] and process.stuck == 1
+        yield wait_for(lambda: process.alive and process.transport.pid != stuck_pid, 10, "restart")
+        process.submit(lines[3], replies.append)
+        yield wait_for(lambda: len(replies) == 4, 10, "an answer from the new child")
+        assert replies[3] == strip_rejections(lines[3])
+    finally:
+        prefilter.RESTART_DELAY_S = saved
+        process.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_too_many_waiting_lines_restart_the_child(reactor, mainnet_data):
+    """Past max_waiting lines the child is given up on: the waiting lines and the new one
+    are decoded in process at once, in order (no waiting for the deadline)."""
+    process = StatusesPrefilter(reactor, reply_deadline_s=60, max_waiting=2)
+    try:
+        process.start()
+        yield wait_for(lambda: process.alive, 10, "the child to start")
+        os.kill(process.transport.pid, signal.SIGSTOP)
+        lines = statuses_lines(mainnet_data)
+        replies: list[bytes] = []
+        for raw in lines[:3]:
+            process.submit(raw, replies.append)
+        assert replies == lines[:3] and process.stuck == 1 and not process.alive
+    finally:
+        process.stop()
