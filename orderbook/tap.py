@@ -260,13 +260,14 @@ def _site(
         settings.websocket,
         books,
         feed,
-        exposition or metrics,
+        metrics,
         status,
         reactor=reactor,
         wamp_factory=wamp,
         tokens=tokens,
         protect_metrics=settings.access.protect_metrics,
         health_document=document,
+        exposition=exposition,
     )
 
 

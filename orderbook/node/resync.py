@@ -46,11 +46,15 @@ async def fetch_snapshot(
     path: Path,
     new_books: Callable[[], Books],
     settle_s: float,
+    not_before: int | None = None,
 ) -> Books:
-    """Ask the node for a fresh snapshot file at ``path``, wait until it is written, load it."""
+    """Ask the node for a snapshot file at ``path`` (fresh, or at least at height
+    ``not_before``), wait until it is written, load it."""
     start = reactor.seconds()
     remove_old(path)
-    await request_snapshot(reactor, settings.info_url, path, settings.snapshot_timeout_s)
+    await request_snapshot(
+        reactor, settings.info_url, path, settings.snapshot_timeout_s, not_before
+    )
     remaining = settings.snapshot_timeout_s - (reactor.seconds() - start)
     await wait_until_written(reactor, path, max(remaining, 0.0), settle_s)
     return await load_snapshot(path, new_books)

@@ -60,6 +60,11 @@ class RetainedLines:
         if len(spans) > self.max_blocks:
             self._floor = max(self._floor, spans.popleft()[0] + 1)
 
+    @property
+    def oldest_usable_snapshot(self) -> int | None:
+        """The lowest snapshot height these lines can bring up to the live book."""
+        return None if self._floor is None else self._floor - 1
+
     def forget(self) -> None:
         """Drop every position (after a resync the window starts again)."""
         for spans in self._spans.values():

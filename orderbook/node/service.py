@@ -75,7 +75,7 @@ class IngestService(Service):
         listeners: list[BookListener],
         metrics: Metrics,
         reactor: Any = None,
-        snapshots: Callable[[Path], Awaitable[Books]] | None = None,
+        snapshots: Callable[..., Awaitable[Books]] | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
@@ -211,9 +211,14 @@ class IngestService(Service):
     def _new_books(self) -> Books:
         return Books(accept_coin=self.accept_coin)
 
-    def _fetch(self, path: Path) -> Awaitable[Books]:
+    def _fetch(self, path: Path, not_before: int | None = None) -> Awaitable[Books]:
         return fetch_snapshot(
-            self.reactor, self.settings, path, self._new_books, self.sync.snapshot_settle_s
+            self.reactor,
+            self.settings,
+            path,
+            self._new_books,
+            self.sync.snapshot_settle_s,
+            not_before,
         )
 
     # -- blocks ------------------------------------------------------------------

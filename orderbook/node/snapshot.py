@@ -64,11 +64,20 @@ def request_body(out_path: Path) -> bytes:
     ).encode()
 
 
-async def request_snapshot(reactor, info_url: str, out_path: Path, timeout_s: float) -> None:
+NOT_BEFORE_HEADER = b"X-Orderbook-Not-Before"
+"""A snapshot at this height or above will do (validation can catch up from its
+retained lines): a worker's parent may then hand out one it already has. A node
+ignores the header."""
+
+
+async def request_snapshot(
+    reactor, info_url: str, out_path: Path, timeout_s: float, not_before: int | None = None
+) -> None:
     """Ask the node at ``info_url`` to write its snapshot to ``out_path``.
 
     Raises :class:`SnapshotError` on a non-200 answer, a connection failure or
-    after ``timeout_s`` seconds.
+    after ``timeout_s`` seconds. ``not_before``: the oldest height that will do
+    (sent as :data:`NOT_BEFORE_HEADER`); None asks for a fresh one.
     """
 
     pool = HTTPConnectionPool(reactor, persistent=False)
@@ -76,6 +85,8 @@ async def request_snapshot(reactor, info_url: str, out_path: Path, timeout_s: fl
     agent = Agent(reactor, pool=pool)
     producer = FileBodyProducer(BytesIO(request_body(out_path)))
     headers = Headers({b"Content-Type": [b"application/json"]})
+    if not_before is not None:
+        headers.setRawHeaders(NOT_BEFORE_HEADER, [str(not_before).encode()])
     deadline = reactor.seconds() + timeout_s
 
     def timed_out(result: object, timeout: float) -> None:

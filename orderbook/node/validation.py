@@ -30,7 +30,7 @@ from orderbook.node.resync import dispose
 from orderbook.node.retained import RetainedLines
 from orderbook.node.snapshot import SnapshotError
 
-Fetch = Callable[[Any], Any]  # (path) -> awaitable Books
+Fetch = Callable[..., Any]  # (path, not_before) -> awaitable Books
 
 
 class Validator:
@@ -158,7 +158,9 @@ class Validator:
         self.m_validations.inc()
         try:
             path = self.settings.snapshot_path
-            staging = await self.fetch(path.with_name(path.name + ".validate"))
+            staging = await self.fetch(
+                path.with_name(path.name + ".validate"), self.retained.oldest_usable_snapshot
+            )
         except SnapshotError as exc:
             self._log.warn("ingest: validation skipped: {problem}", problem=str(exc))
             self._coins |= only

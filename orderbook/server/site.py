@@ -105,12 +105,14 @@ def make_site(
     tokens: TokenStore | None = None,
     protect_metrics: bool = True,
     health_document: Callable[[], dict[str, Any]] | None = None,
+    exposition: health.Exposition | None = None,
 ) -> GatedSite:
     """The Site for every public listen endpoint (the registry must be built on ``books``).
 
     ``tokens`` (enabled): WebSocket upgrades need a token, and /health and
-    /metrics too when ``protect_metrics``. ``health_document`` replaces the
-    status plus this process's counts (a worker serves the whole server's).
+    /metrics too when ``protect_metrics``. ``health_document`` and
+    ``exposition`` replace this process's /health and /metrics (a worker
+    serves the whole server's).
     """
     if reactor is None:
         from twisted.internet import reactor
@@ -129,7 +131,7 @@ def make_site(
     if not server.metrics_listen:
         ops_guard = guard if protect_metrics else None
         document = health_document or health.health_document(status_provider, registry)
-        health.mount(root, document, metrics, ops_guard)
+        health.mount(root, document, exposition or metrics, ops_guard)
     site = GatedSite(
         root,
         Gate(ws, metrics, reactor, registry.metrics.rejected),

@@ -2,12 +2,16 @@
 
 The node writes 100+ MB per fileSnapshot; N workers asking for their own
 would multiply that. Workers are pointed at this resource instead of the
-node. A ``fileSnapshot`` request joins the one in flight, or reuses the last
-finished file while it is younger than ``reuse_s``; otherwise it asks the node
-once (into the parent's own ``snapshot_path``). Each requester then gets the
-file at the ``outPath`` it asked for as a hard link (a copy across file
-systems) and the node's answer. Any other request is refused: workers send
-nothing else.
+node. Requests are gathered in rounds: a round collects requests for
+``gather_s`` (workers that start or validate together) and then asks the node
+once, into the parent's own ``snapshot_path``; a request arriving after its
+round was sent waits for the next one (its blocks may begin after the node
+took that snapshot). A request that says which height will do
+(:data:`NOT_BEFORE_HEADER`: validation, which catches up from retained lines)
+is served the last finished snapshot at once when it is high enough. Each
+requester gets the file at the ``outPath`` it asked for as a hard link (a
+copy across file systems) and the node's answer. Anything but a fileSnapshot
+is refused: workers send nothing else.
 """
 
 from __future__ import annotations
@@ -25,11 +29,16 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from orderbook.node.snapshot import SnapshotError, request_snapshot, wait_until_written
+from orderbook.node.snapshot import (
+    NOT_BEFORE_HEADER,
+    SnapshotError,
+    request_snapshot,
+    wait_until_written,
+)
 
 
 class SnapshotFanIn(Resource):
-    """``POST /info`` for the workers: at most one node snapshot at a time."""
+    """``POST /info`` for the workers: one node snapshot per round, rounds one at a time."""
 
     isLeaf = True
     _log = Logger()
@@ -40,18 +49,18 @@ class SnapshotFanIn(Resource):
         info_url: str,
         snapshot_path: Path,
         timeout_s: float,
-        reuse_s: float = 5.0,
+        gather_s: float = 0.25,
     ) -> None:
         super().__init__()
         self.reactor = reactor
         self.info_url = info_url
         self.snapshot_path = snapshot_path
         self.timeout_s = timeout_s
-        self.reuse_s = reuse_s
+        self.gather_s = gather_s
         self.node_requests = 0
+        self._gathering: list[Deferred] | None = None  # the round not yet sent
         self._in_flight: Deferred | None = None
-        self._waiters: list[Deferred] = []
-        self._finished_at: float | None = None
+        self._height: int | None = None  # of the finished file at snapshot_path
 
     def render_POST(self, request: Request) -> Any:  # noqa: N802 (twisted.web API)
         try:
@@ -59,56 +68,79 @@ class SnapshotFanIn(Resource):
             out_path = Path(body["outPath"])
             if body.get("type") != "fileSnapshot":
                 raise ValueError("only fileSnapshot requests are served to workers")
+            not_before = _height_header(request.getHeader(NOT_BEFORE_HEADER))
         except (ValueError, KeyError, TypeError) as exc:
             request.setResponseCode(400)
             return json.dumps({"error": f"bad snapshot request: {exc}"}).encode()
-        defer.ensureDeferred(self._serve(request, out_path))
+        defer.ensureDeferred(self._serve(request, out_path, not_before))
         return NOT_DONE_YET
 
-    async def _serve(self, request: Request, out_path: Path) -> None:
+    async def _serve(self, request: Request, out_path: Path, not_before: int | None) -> None:
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
         try:
-            await self.snapshot()
+            await self.snapshot(not_before)
             hand_out(self.snapshot_path, out_path)
-            request.setResponseCode(200)
-            request.write(b"null")
-        except (SnapshotError, OSError) as exc:
-            request.setResponseCode(502)
-            request.write(json.dumps({"error": str(exc)}).encode())
-        if not request.finished and not request._disconnected:
+            code, body = 200, b"null"
+        except Exception as exc:  # the error boundary of one worker's request
+            code, body = 502, json.dumps({"error": str(exc)}).encode()
+        if not gone:
+            request.setResponseCode(code)
+            request.write(body)
             request.finish()
 
-    def snapshot(self) -> Deferred:
-        """Fires once a finished snapshot file is at ``snapshot_path``: shared, or fresh."""
+    def snapshot(self, not_before: int | None = None) -> Deferred:
+        """Fires once a finished snapshot that will do is at ``snapshot_path``."""
+        if not_before is not None and self._height is not None and self._height >= not_before:
+            return defer.succeed(None)
         waiter: Deferred = Deferred()
-        fresh = (
-            self._finished_at is not None
-            and self.reactor.seconds() - self._finished_at < self.reuse_s
-        )
-        if self._in_flight is None and fresh:
-            waiter.callback(None)
-            return waiter
-        self._waiters.append(waiter)
-        if self._in_flight is None:
-            self._in_flight = defer.ensureDeferred(self._from_node())
-            self._in_flight.addBoth(self._landed)
+        if self._gathering is None:
+            self._gathering = []
+            self.reactor.callLater(self.gather_s, self._round_closes)
+        self._gathering.append(waiter)
         return waiter
 
-    async def _from_node(self) -> None:
+    def _round_closes(self) -> None:
+        if self._in_flight is not None:  # one node snapshot at a time: after the current one
+            self._in_flight.addBoth(lambda result: self._round_closes())
+            return
+        waiters, self._gathering = self._gathering or [], None
+        self._height = None  # the file is about to be replaced
+        self._in_flight = defer.ensureDeferred(self._from_node())
+        self._in_flight.addBoth(self._landed, waiters)
+
+    async def _from_node(self) -> int:
         self.node_requests += 1
         self.snapshot_path.unlink(missing_ok=True)
         await request_snapshot(self.reactor, self.info_url, self.snapshot_path, self.timeout_s)
         await wait_until_written(self.reactor, self.snapshot_path, self.timeout_s)
+        return snapshot_height(self.snapshot_path)
 
-    def _landed(self, result: Any) -> None:
+    def _landed(self, result: Any, waiters: list[Deferred]) -> None:
         self._in_flight = None
         failed = isinstance(result, Failure)
-        self._finished_at = None if failed else self.reactor.seconds()
-        waiters, self._waiters = self._waiters, []
+        self._height = None if failed else result
+        if failed and not result.check(SnapshotError, OSError):
+            self._log.failure("snapshot fan-in: the node request crashed", result)
         for waiter in waiters:
             if failed:
                 waiter.errback(result)
             else:
                 waiter.callback(None)
+
+
+def _height_header(value: bytes | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def snapshot_height(path: Path) -> int:
+    """The height a snapshot file starts with: ``[height, ...``."""
+    with path.open("rb") as file:
+        head = file.read(64)
+    try:
+        return int(head.lstrip(b"[ ").split(b",", 1)[0])
+    except ValueError:
+        raise SnapshotError(f"snapshot {path} does not start with [height, ...") from None
 
 
 def hand_out(source: Path, target: Path) -> None:

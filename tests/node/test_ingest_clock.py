@@ -89,7 +89,7 @@ class Rig:
         self.service.tailer = NoTailer()
         self.offset = 0
 
-    async def snapshot(self, path: Path) -> Books:
+    async def snapshot(self, path: Path, not_before: int | None = None) -> Books:
         self.fetches += 1
         if self.fail_with:
             raise SnapshotError(self.fail_with)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from orderbook.node.snapshot import SnapshotError, request_snapshot
 from orderbook.workers.snapshots import SnapshotFanIn
+from tests.polling import until
 
 
 class FakeNode(Resource):
@@ -50,7 +52,7 @@ async def serve(reactor, resource) -> tuple[str, object]:
 
 
 @pytest_twisted.ensureDeferred
-async def test_concurrent_workers_share_one_node_snapshot(reactor, tmp_path):
+async def test_workers_starting_together_share_one_node_snapshot(reactor, tmp_path):
     node = FakeNode(reactor)
     node_url, node_port = await serve(reactor, node)
     fan_in = SnapshotFanIn(reactor, node_url, tmp_path / "parent.json", timeout_s=10)
@@ -62,25 +64,44 @@ async def test_concurrent_workers_share_one_node_snapshot(reactor, tmp_path):
         )
         assert node.requests == 1
         assert {out.read_text() for out in outs} == {"[1, []]"}
-        # a request soon after reuses the finished file
-        await request_snapshot(reactor, url, tmp_path / "late.json", 10)
-        assert node.requests == 1 and (tmp_path / "late.json").read_text() == "[1, []]"
+        assert os.stat(outs[0]).st_ino == os.stat(tmp_path / "parent.json").st_ino  # a link
     finally:
         await node_port.stopListening()
         await port.stopListening()
 
 
 @pytest_twisted.ensureDeferred
-async def test_an_old_snapshot_is_not_reused(reactor, tmp_path):
+async def test_a_request_after_its_round_was_sent_gets_a_fresh_snapshot(reactor, tmp_path):
+    """Its blocks may begin after the node took the round's snapshot: it waits for the next."""
+    node = FakeNode(reactor, delay_s=0.3)
+    node_url, node_port = await serve(reactor, node)
+    fan_in = SnapshotFanIn(reactor, node_url, tmp_path / "parent.json", timeout_s=10, gather_s=0.05)
+    url, port = await serve(reactor, fan_in)
+    try:
+        first = defer.ensureDeferred(request_snapshot(reactor, url, tmp_path / "a.json", 10))
+        await until(lambda: node.requests == 1, what="the first round sent")
+        await request_snapshot(reactor, url, tmp_path / "b.json", 10)
+        await first
+        assert node.requests == 2
+        assert (tmp_path / "a.json").read_text() == "[1, []]"
+        assert (tmp_path / "b.json").read_text() == "[2, []]"
+    finally:
+        await node_port.stopListening()
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_validation_takes_the_last_snapshot_when_it_is_high_enough(reactor, tmp_path):
     node = FakeNode(reactor, delay_s=0.01)
     node_url, node_port = await serve(reactor, node)
-    fan_in = SnapshotFanIn(reactor, node_url, tmp_path / "parent.json", timeout_s=10, reuse_s=0.05)
+    fan_in = SnapshotFanIn(reactor, node_url, tmp_path / "parent.json", timeout_s=10, gather_s=0.01)
     url, port = await serve(reactor, fan_in)
     try:
         await request_snapshot(reactor, url, tmp_path / "a.json", 10)
-        await task.deferLater(reactor, 0.1, lambda: None)  # past reuse_s (a unit of the rule)
-        await request_snapshot(reactor, url, tmp_path / "b.json", 10)
-        assert node.requests == 2 and (tmp_path / "b.json").read_text() == "[2, []]"
+        await request_snapshot(reactor, url, tmp_path / "v.json", 10, not_before=1)
+        assert node.requests == 1 and (tmp_path / "v.json").read_text() == "[1, []]"
+        await request_snapshot(reactor, url, tmp_path / "w.json", 10, not_before=2)
+        assert node.requests == 2 and (tmp_path / "w.json").read_text() == "[2, []]"
     finally:
         await node_port.stopListening()
         await port.stopListening()
