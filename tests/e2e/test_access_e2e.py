@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import socket
 import urllib.error
@@ -82,6 +83,12 @@ def write_config(tmp_path: Path, tokens: Path) -> tuple[Path, int, int]:
     return config, port, ops
 
 
+def server_total(text: str, sample: str, value: str) -> float:
+    """A sample summed over the workers (``{worker="N",...}``), or the one process's."""
+    pattern = re.escape(sample.format("WORKER", value)).replace("WORKER", r'(?:worker="\d+",)?')
+    return sum(float(m.group(1)) for m in re.finditer(pattern + r" (\S+)", text))
+
+
 def test_tokens_sighup_and_metrics_endpoint(tmp_path):
     """Upgrades need a token from the file; SIGHUP swaps the tokens; /health and /metrics
     live only on metrics_listen; no token reaches the log."""
@@ -102,11 +109,17 @@ def test_tokens_sighup_and_metrics_endpoint(tmp_path):
         server.wait_for(r"reloaded 1 tokens from")
         assert upgrade(port, f"/ws?token={FIRST}") == "HTTP/1.1 401 Unauthorized"
         assert upgrade(port, f"/ws?token={SECOND}") == "HTTP/1.1 101 Switching Protocols"
-        _code, metrics = http_get(f"http://127.0.0.1:{ops}/metrics")
-        text = metrics.decode()
-        assert 'orderbook_access_denied_total{endpoint="ws",reason="missing"} 1' in text
-        assert 'orderbook_access_denied_total{endpoint="ws",reason="invalid"} 1' in text
-        assert 'orderbook_access_reloads_total{result="ok"} 1' in text
+
+        def counted() -> bool:  # workers report to the parent once a second
+            text = http_get(f"http://127.0.0.1:{ops}/metrics")[1].decode()
+            denied = 'orderbook_access_denied_total{{{}endpoint="ws",reason="{}"}}'
+            return (
+                server_total(text, denied, "missing") == 1
+                and server_total(text, denied, "invalid") == 1
+                and server_total(text, 'orderbook_access_reloads_total{{{}result="{}"}}', "ok") >= 1
+            )
+
+        wait_until(counted, 10, "the refusals and the reload counted")
     finally:
         assert server.stop() in (0, -15)
     assert "token=REDACTED" in server.output()
