@@ -14,7 +14,14 @@ Work per block is per *view*, never per client:
 2. for each *envelope kind* among that key's subscribers, the envelope wraps
    those bytes ONCE into an :class:`OutgoingMessage` (frames built on first
    use: one plain, one compressed per window size);
-3. every subscriber gets the same message object (``client.deliver``).
+3. every subscriber gets the same message object (``client.deliver``);
+4. all of it happens inside one :class:`~orderbook.feed.frames.Round`
+   (``registry.round``): each connection writes its frames of the block
+   once, when the round ends.
+
+The current view a subscribe receives is cached per height as a message
+too: every subscriber of that view in that block shares its encoding and
+compression (an L4 snapshot of a big coin is MBs).
 
 The seam for a second wire protocol (WAMP v2 in orderbook.server.wamp): give
 its connections an ``envelope`` object with ``wrap(sub, data, part)`` that
@@ -36,7 +43,7 @@ from twisted.logger import Logger
 from orderbook.book.books import BlockResult, Books
 from orderbook.config import WebSocketSettings
 from orderbook.feed import messages
-from orderbook.feed.frames import OutgoingMessage
+from orderbook.feed.frames import OutgoingMessage, Round
 from orderbook.feed.subscriptions import COIN_CHANNELS, Subscription, SubscriptionError
 from orderbook.metrics import Metrics
 
@@ -89,6 +96,13 @@ class FeedMetrics:
         self.bytes = metrics.counter(
             "orderbook_ws_bytes_sent_total", "Frame bytes sent or queued per channel", ["channel"]
         )
+        self.views = metrics.gauge(
+            "orderbook_ws_views", "Distinct views subscribed to", read=feed.view_count
+        )
+        self.views_refused = metrics.counter(
+            "orderbook_ws_views_refused_total",
+            "Subscribes refused because max_views distinct views exist",
+        )
         self.slow_closed = metrics.counter(
             "orderbook_ws_slow_clients_closed_total",
             "Clients closed because their loss-intolerant queue overflowed",
@@ -127,10 +141,12 @@ class Registry:
         self._subscribers: dict[Subscription, dict[Envelope, set[Client]]] = {}
         self._by_client: dict[Client, set[Subscription]] = {}
         self._data: dict[tuple[Subscription, str | None], bytes] = {}  # this height's bytes
+        self._current: dict[tuple[Subscription, Envelope], OutgoingMessage | None] = {}
         self._data_height: int | None = None
         self._last: dict[Subscription, Any] = {}  # last published view content
         self._coins: set[str] = set()
         self._status: dict[str, Any] | None = None
+        self.round = Round()
         self.metrics = FeedMetrics(metrics, self)
 
     # -- connections ---------------------------------------------------------
@@ -154,6 +170,9 @@ class Registry:
     def subscription_count(self) -> int:
         return sum(len(subs) for subs in self._by_client.values())
 
+    def view_count(self) -> int:
+        return len(self._subscribers)
+
     # -- subscriptions ---------------------------------------------------------
     def subscribe(self, client: Client, sub: Subscription) -> None:
         """Add ``sub`` for ``client`` (SubscriptionError: already, too many, unknown coin)."""
@@ -168,6 +187,12 @@ class Registry:
             raise SubscriptionError(f"Invalid subscription: unknown coin {sub.coin!r}")
         if sub.dex is not None and not self.known_dex(sub.dex):
             raise SubscriptionError(_unknown_dex(sub.dex))
+        if sub not in self._subscribers and len(self._subscribers) >= self.ws.max_views:
+            self.metrics.views_refused.inc()
+            raise SubscriptionError(
+                f"Too many distinct views on this server (max_views {self.ws.max_views}):"
+                " subscribe to one already in use"
+            )
         subs.add(sub)
         by_envelope = self._subscribers.setdefault(sub, {})
         by_envelope.setdefault(client.envelope, set()).add(client)
@@ -216,16 +241,31 @@ class Registry:
             return
         if self.books.height is None and sub.channel != "status":
             return  # books_reset sends it once the book is ready
-        part = "Snapshot" if sub.channel == "l4Book" else None
-        message = client.envelope.wrap(sub, self.current_data(sub), part)
+        message = self.current_message(sub, client.envelope)
         if message is not None:
             self._count(sub, 1, client.deliver(sub, message))
 
-    def current_data(self, sub: Subscription) -> bytes:
-        """The encoded current ``data`` of a snapshot-type view (inner for l4Book)."""
+    def current_message(self, sub: Subscription, envelope: Envelope) -> OutgoingMessage | None:
+        """The current view of ``sub`` wrapped by ``envelope``, shared within a height."""
+        self._check_height()
+        key = (sub, envelope)
+        if key in self._current:
+            return self._current[key]
+        part = "Snapshot" if sub.channel == "l4Book" else None
+        message = envelope.wrap(sub, self.current_data(sub), part)
+        if sub.channel != "status":
+            self._current[key] = message
+        return message
+
+    def _check_height(self) -> None:
         if self._data_height != self.books.height:
             self._data.clear()
+            self._current.clear()
             self._data_height = self.books.height
+
+    def current_data(self, sub: Subscription) -> bytes:
+        """The encoded current ``data`` of a snapshot-type view (inner for l4Book)."""
+        self._check_height()
         key = (sub, None)
         data = self._data.get(key)
         if data is None:
@@ -250,13 +290,14 @@ class Registry:
         """Publish what ``result`` changed to the subscribers of each changed view."""
         if self.books.height is None:
             return
-        for sub in list(self._subscribers):
-            try:
-                self._publish_block(sub, result)
-            except Exception:
-                self._log.failure(
-                    "publishing {sub} at {height} failed", sub=sub, height=result.height
-                )
+        with self.round:
+            for sub in list(self._subscribers):
+                try:
+                    self._publish_block(sub, result)
+                except Exception:
+                    self._log.failure(
+                        "publishing {sub} at {height} failed", sub=sub, height=result.height
+                    )
 
     def _publish_block(self, sub: Subscription, result: BlockResult) -> None:
         channel = sub.channel
@@ -290,12 +331,14 @@ class Registry:
     def books_reset(self, coins: set[str]) -> None:
         """Fresh state for ``coins``: send every snapshot-type view of them again."""
         self._data.clear()
+        self._current.clear()
         self._coins = set(self.books.coins())
-        for sub in list(self._subscribers):
-            try:
-                self._reset_one(sub, coins)
-            except Exception:
-                self._log.failure("re-sending {sub} after reset failed", sub=sub)
+        with self.round:
+            for sub in list(self._subscribers):
+                try:
+                    self._reset_one(sub, coins)
+                except Exception:
+                    self._log.failure("re-sending {sub} after reset failed", sub=sub)
 
     def _reset_one(self, sub: Subscription, coins: set[str]) -> None:
         if sub.coin is not None and sub.coin not in self._coins:
@@ -325,7 +368,8 @@ class Registry:
         self._status = status
         sub = Subscription("status")
         if sub in self._subscribers:
-            self._fan_out(sub, messages.encode(status), None)
+            with self.round:
+                self._fan_out(sub, messages.encode(status), None)
 
     # -- fan-out -------------------------------------------------------------------
     def _fan_out(self, sub: Subscription, data: bytes, part: str | None) -> None:

@@ -36,24 +36,24 @@ async def test_oversized_message_closes_1009(harness_factory):
 
 @pytest_twisted.ensureDeferred
 async def test_flood_closes_1008(harness_factory):
-    """More than messages_per_minute messages close the connection with 1008 and a reason."""
-    harness = await harness_factory(messages_per_minute=5)
+    """A new connection's bucket holds a tenth of messages_per_minute: past it, 1008."""
+    harness = await harness_factory(messages_per_minute=50)
     client = await harness.connect()
     for _ in range(10):
         client.send({"method": "ping"})
     code, reason = await client.closed
     assert code == 1008
-    assert reason == "rate limit: more than 5 messages per minute"
+    assert reason == "rate limit: more than 50 messages per minute"
     assert len([m for m in client.messages if m["channel"] == "pong"]) == 5
 
 
 @pytest_twisted.ensureDeferred
 async def test_idle_connection_closed(harness_factory):
-    """A client that sends nothing for idle_timeout_s is closed with 1000 and a reason."""
+    """A client the server sent nothing to for idle_timeout_s is closed with 1000 and a reason."""
     harness = await harness_factory(idle_timeout_s=0.3)
     client = await harness.connect()
     code, reason = await client.closed
-    assert (code, reason) == (1000, "idle timeout: no message for 0.3 s")
+    assert (code, reason) == (1000, "idle timeout: nothing sent for 0.3 s")
 
 
 @pytest_twisted.ensureDeferred
