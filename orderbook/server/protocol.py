@@ -31,8 +31,10 @@ from typing import Any
 import msgspec
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.defer import succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.server import NOT_DONE_YET, Request
 
 from orderbook.book.views import UnknownDex
 from orderbook.config import WebSocketSettings
@@ -46,6 +48,7 @@ from orderbook.feed.subscriptions import (
     parse_l2,
     parse_subscription,
 )
+from orderbook.server.gate import GatedWebSocketResource
 from orderbook.server.outbox import Outbox
 
 CLOSE_NORMAL = 1000
@@ -138,6 +141,8 @@ class OutboxProtocol(WebSocketServerProtocol):
         if self.outbox is not None:
             self.outbox.close()
             self.outbox = None
+        # autobahn resolves is_closed with the protocol itself: a cycle.
+        self.is_closed = succeed(None)
 
 
 class FeedProtocol(OutboxProtocol):
@@ -355,3 +360,21 @@ class EchoFactory(FeedFactory):
     """The echo endpoint's factory (same options and send path as the feeds)."""
 
     protocol = EchoProtocol
+
+
+class FeedResource(GatedWebSocketResource):
+    """The gate's WebSocketResource, letting go of the upgrade's HTTP request.
+
+    That request is never finished (its connection became a WebSocket), so
+    it and its HTTPChannel keep referencing each other: a cycle per
+    connection that outlives it, for good once gc.freeze() (gc_policy) has
+    seen it. Dropping the request from the channel's list frees both by
+    reference counting when the connection goes.
+    """
+
+    def render(self, request: Request) -> Any:
+        result = super().render(request)
+        channel = request.channel
+        if result is NOT_DONE_YET and channel is not None and request in channel.requests:
+            channel.requests.remove(request)
+        return result
