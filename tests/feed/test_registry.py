@@ -121,3 +121,28 @@ def test_all_mids_dex_must_be_one_the_book_knows():
     waiting.books_reset(set(waiting.books.coins()))
     assert client.failed == ["Invalid subscription: unknown dex 'xyz'"]
     assert waiting.subscription_count() == 0
+
+
+def test_current_view_encoded_and_compressed_once_per_height(registry, monkeypatch):
+    """Ten l4Book subscribers in one block share one encoding and one compression per
+    window size; the next height builds it once more."""
+    compress_calls, snapshot_calls = [], []
+    real_compress, real_snapshot = frames.compress, registry.books.l4_snapshot
+    monkeypatch.setattr(
+        frames, "compress", lambda *a: compress_calls.append(a[1:]) or real_compress(*a)
+    )
+    monkeypatch.setattr(
+        registry.books, "l4_snapshot", lambda c: snapshot_calls.append(c) or real_snapshot(c)
+    )
+    sub = Subscription("l4Book", "BTC")
+    clients = [FakeClient(registry, bits) for bits in (15,) * 9 + (9,)]
+    for client in clients:
+        registry.subscribe(client, sub)
+        registry.send_current(client, sub)
+    assert snapshot_calls == ["BTC"] and sorted(compress_calls) == [(9,), (15,)]
+    assert len({c.transport.value() for c in clients}) == 2
+    registry.books.apply_block(new_order_block(101, 10, "A", "100.5", "1"))
+    late = FakeClient(registry, 15)
+    registry.subscribe(late, sub)
+    registry.send_current(late, sub)
+    assert snapshot_calls == ["BTC", "BTC"] and len(compress_calls) == 3
