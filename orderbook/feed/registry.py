@@ -21,7 +21,9 @@ Work per block is per *view*, never per client:
 
 The current view a subscribe receives is cached per height as a message
 too: every subscriber of that view in that block shares its encoding and
-compression (an L4 snapshot of a big coin is MBs).
+compression. An l4Book subscriber gets a shared snapshot of a recent height
+and the Updates since (orderbook.feed.snapshots): an L4 snapshot of a big
+coin is MBs and ~100 ms to build.
 
 The seam for a second wire protocol (WAMP v2 in orderbook.server.wamp): give
 its connections an ``envelope`` object with ``wrap(sub, data, part)`` that
@@ -44,6 +46,7 @@ from orderbook.book.books import BlockResult, Books
 from orderbook.config import WebSocketSettings
 from orderbook.feed import messages
 from orderbook.feed.frames import OutgoingMessage, Round
+from orderbook.feed.snapshots import Snapshots
 from orderbook.feed.subscriptions import COIN_CHANNELS, Subscription, SubscriptionError
 from orderbook.metrics import Metrics
 
@@ -68,6 +71,8 @@ class Client(Protocol):
 
 class ChannelEnvelope:
     """Hyperliquid's ``{"channel": …, "data": …}``."""
+
+    shareable = True  # wrap() depends only on its arguments: results may be cached
 
     def wrap(self, sub: Subscription, data: bytes, part: str | None) -> OutgoingMessage:
         if part is not None:
@@ -142,6 +147,8 @@ class Registry:
         self._by_client: dict[Client, set[Subscription]] = {}
         self._data: dict[tuple[Subscription, str | None], bytes] = {}  # this height's bytes
         self._current: dict[tuple[Subscription, Envelope], OutgoingMessage | None] = {}
+        self._updates: dict[str, bytes] = {}  # this block's l4Book Updates data per coin
+        self.snapshots = Snapshots(self._l4_snapshot_data)
         self._data_height: int | None = None
         self._last: dict[Subscription, Any] = {}  # last published view content
         self._coins: set[str] = set()
@@ -239,8 +246,14 @@ class Registry:
         """Send ``client`` the current view of ``sub`` (nothing for trades or before ready)."""
         if sub.channel == "trades":
             return
-        if self.books.height is None and sub.channel != "status":
+        height = self.books.height
+        if height is None and sub.channel != "status":
             return  # books_reset sends it once the book is ready
+        if sub.channel == "l4Book" and getattr(client.envelope, "shareable", False):
+            shared = self.snapshots.get(sub, height)
+            for message in shared.messages(client.envelope):
+                self._count(sub, 1, client.deliver(sub, message))
+            return
         message = self.current_message(sub, client.envelope)
         if message is not None:
             self._count(sub, 1, client.deliver(sub, message))
@@ -253,9 +266,12 @@ class Registry:
             return self._current[key]
         part = "Snapshot" if sub.channel == "l4Book" else None
         message = envelope.wrap(sub, self.current_data(sub), part)
-        if sub.channel != "status":
+        if sub.channel != "status" and getattr(envelope, "shareable", False):
             self._current[key] = message
         return message
+
+    def _l4_snapshot_data(self, sub: Subscription) -> bytes:
+        return messages.encode(messages.view_data(self.books, sub)["Snapshot"])
 
     def _check_height(self) -> None:
         if self._data_height != self.books.height:
@@ -290,6 +306,12 @@ class Registry:
         """Publish what ``result`` changed to the subscribers of each changed view."""
         if self.books.height is None:
             return
+        self._updates.clear()
+        try:
+            self.snapshots.block_applied(result.height, lambda coin: self._l4_update(coin, result))
+        except Exception:
+            self._log.failure("keeping l4Book updates at {height} failed", height=result.height)
+            self.snapshots.forget()
         with self.round:
             for sub in list(self._subscribers):
                 try:
@@ -299,13 +321,20 @@ class Registry:
                         "publishing {sub} at {height} failed", sub=sub, height=result.height
                     )
 
+    def _l4_update(self, coin: str, result: BlockResult) -> bytes:
+        """The encoded l4Book Updates data of ``coin`` in this block (once per block)."""
+        data = self._updates.get(coin)
+        if data is None:
+            update = messages.l4_updates_data(
+                coin, result.height, result.time_ms, result.updates.get(coin)
+            )
+            data = self._updates[coin] = messages.encode(update["Updates"])
+        return data
+
     def _publish_block(self, sub: Subscription, result: BlockResult) -> None:
         channel = sub.channel
         if channel == "l4Book":
-            update = messages.l4_updates_data(
-                sub.coin, result.height, result.time_ms, result.updates.get(sub.coin)
-            )
-            self._fan_out(sub, messages.encode(update["Updates"]), "Updates")
+            self._fan_out(sub, self._l4_update(sub.coin, result), "Updates")
         elif channel == "trades":
             trades = result.trades.get(sub.coin)
             if trades:
@@ -332,6 +361,7 @@ class Registry:
         """Fresh state for ``coins``: send every snapshot-type view of them again."""
         self._data.clear()
         self._current.clear()
+        self.snapshots.forget(coins)
         self._coins = set(self.books.coins())
         with self.round:
             for sub in list(self._subscribers):
@@ -353,8 +383,10 @@ class Registry:
         if not touched:
             return
         self._last.pop(sub, None)
-        part = "Snapshot" if sub.channel == "l4Book" else None
-        self._fan_out(sub, self.current_data(sub), part)
+        if sub.channel == "l4Book" and self.books.height is not None:
+            self._fan_out(sub, self.snapshots.get(sub, self.books.height).snapshot, "Snapshot")
+        else:
+            self._fan_out(sub, self.current_data(sub), None)
 
     def _reject(self, sub: Subscription, text: str) -> None:
         for clients in list(self._subscribers.get(sub, {}).values()):
