@@ -11,7 +11,7 @@ from orderbook.config import WebSocketSettings
 from orderbook.feed.registry import Registry
 from orderbook.feed.snapshots import MAX_AGE_BLOCKS
 from orderbook.feed.subscriptions import Subscription
-from orderbook.metrics import Registry as MetricsRegistry
+from orderbook.metrics import Metrics
 from tests.feed.test_registry import FakeClient
 from tests.server.harness import small_books
 from tests.server.test_protocol import new_order_block
@@ -21,7 +21,7 @@ L4_BTC = Subscription("l4Book", "BTC")
 
 @pytest.fixture
 def registry(monkeypatch):
-    registry = Registry(small_books(), WebSocketSettings(), MetricsRegistry())
+    registry = Registry(small_books(), WebSocketSettings(), Metrics())
     builds = registry.builds = []
     real = registry.books.l4_snapshot
     monkeypatch.setattr(registry.books, "l4_snapshot", lambda c: builds.append(c) or real(c))
