@@ -105,12 +105,12 @@ class Outbox:
         frames, self._batch = self._batch, []
         if self.closed or not frames:
             return
-        data = frames[0] if len(frames) == 1 else b"".join(frames)
-        if len(data) > CHUNK_BYTES:
-            self._enqueue(data)
+        if sum(map(len, frames)) > CHUNK_BYTES:  # never copy a big shared frame
+            for frame in frames:
+                self._enqueue(frame)
             self.flush()
         else:
-            self._write(data)
+            self._write(frames[0] if len(frames) == 1 else b"".join(frames))
 
     def control(self, data: bytes) -> None:
         """Write one of autobahn's frames, after the chunked frame in progress."""

@@ -91,3 +91,18 @@ def test_close_lets_go_of_everything():
     box, _, _, _ = outbox()
     box.close()
     assert (box.transport, box.on_overflow, box.now) == (None, None, None)
+
+
+def test_a_big_frame_in_a_round_is_shared_not_copied():
+    """A round holding a big frame queues the frames themselves: the big one stays the
+    same bytes object every client of it shares."""
+    box, transport, publishing, _ = outbox(transport=FullAfterEachWrite())
+    big = OutgoingMessage(b"z" * (2 * CHUNK_BYTES))
+    with publishing:
+        box.send(OutgoingMessage(b"small"))
+        box.send(big)
+    box.resumeProducing()  # the small frame went first; now the big one, in chunks
+    assert box._partial is big.plain()
+    while box.queued_bytes:
+        box.resumeProducing()
+    assert transport.value() == OutgoingMessage(b"small").plain() + big.plain()
