@@ -18,8 +18,8 @@ transport, never through autobahn's ``sendMessage``:
   messages keep only the latest per key, loss-intolerant ones queue up to
   ``max_queued_bytes``; past it the client is closed as a slow consumer.
 
-``last_sent`` is the time of the last write: the idle rule (close a
-connection sent nothing for ``idle_timeout_s``) reads it.
+``last_sent`` is the time of the last data frame or pong written: the idle
+rule (close a connection sent nothing for ``idle_timeout_s``) reads it.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from zope.interface import implementer
 from orderbook.feed.frames import OutgoingMessage, Round
 
 CHUNK_BYTES = 64 * 1024
+_PONG_FIRST_BYTE = b"\x8a"  # FIN + opcode 0xA
 
 
 @implementer(IPushProducer)
@@ -113,7 +114,13 @@ class Outbox:
             self._write(frames[0] if len(frames) == 1 else b"".join(frames))
 
     def control(self, data: bytes) -> None:
-        """Write one of autobahn's frames, after the chunked frame in progress."""
+        """Write one of autobahn's frames, after the chunked frame in progress.
+
+        A pong (answering the client's ping) counts as sent for the idle
+        rule; the server's own pings do not.
+        """
+        if data[:1] == _PONG_FIRST_BYTE and self.now is not None:
+            self.last_sent = self.now()
         if self._partial:
             self._control.append(data)
         elif self.transport is not None:

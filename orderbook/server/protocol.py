@@ -15,7 +15,7 @@ usable. Abuse closes it: frames/messages over ``max_message_bytes`` (1009, by
 autobahn), more than ``messages_per_minute`` (1008; a new connection's
 bucket starts at a tenth of it), a loss-intolerant queue over
 ``max_queued_bytes`` (1008, "slow consumer"). Like the official API, a
-connection the server has SENT nothing to (no data, pong or response) for
+connection the server has SENT nothing to (no data, JSON or WebSocket pong, or response) for
 ``idle_timeout_s`` is closed (1000); WebSocket pings find dead peers.
 Connections past ``max_connections`` get HTTP 503.
 

@@ -43,6 +43,11 @@ class WriteLog(StringTransport):
         self.writes.append(bytes(data))
         super().write(data)
 
+    def unregisterProducer(self) -> None:
+        """Like TCP and TLS transports: nothing to do when no producer is registered."""
+        if self.producer is not None:
+            super().unregisterProducer()
+
 
 class MemoryServer:
     """A FeedFactory with real Books and Registry, on a Clock."""

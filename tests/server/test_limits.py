@@ -214,6 +214,8 @@ def test_stalled_l4_client_counts_its_snapshot_and_is_closed():
     assert server.counter("orderbook_ws_slow_clients_closed_total") == 1
     assert blocks < (1 << 20) // (50 * 200)  # the snapshot's rest counted: closed early
     assert outbox.held <= 1  # only the frame in progress (shared bytes) is kept
+    server.clock.advance(5.5)  # the closing handshake's deadline, on the Clock
+    assert buffer.disconnecting
     client.lose()
     assert outbox.held == 0 and outbox.queued_bytes == 0
     assert client.protocol.outbox is None

@@ -366,6 +366,23 @@ def test_pong_and_responses_keep_a_quiet_connection(memory):
     assert client.close_frame() == (1000, "idle timeout: nothing sent for 60 s")
 
 
+def test_websocket_pongs_count_as_sent_and_pings_do_not(memory):
+    """A client pinging at the WebSocket level gets pongs: it stays. The server's own
+    pings (answered) do not keep a connection it sends nothing else to."""
+    server = memory(idle_timeout_s=60, auto_ping_interval_s=20, auto_ping_timeout_s=10)
+    pinging, silent = server.connect(), server.connect()
+    for _ in range(6):
+        server.clock.advance(25)
+        pinging.send_frame(0x9, b"hi")
+        for client in (pinging, silent):
+            for opcode, payload in client.read():
+                if opcode == 0x9:
+                    client.send_frame(0xA, payload)
+    assert pinging.close_frame() is None
+    assert (0xA, b"hi") in pinging.frames
+    assert silent.close_frame() == (1000, "idle timeout: nothing sent for 60 s")
+
+
 def test_websocket_pings_drop_a_dead_peer(memory):
     """A peer that answers no WebSocket ping is dropped after interval + timeout."""
     server = memory(idle_timeout_s=0, auto_ping_interval_s=20, auto_ping_timeout_s=10)
