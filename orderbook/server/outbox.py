@@ -30,6 +30,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from twisted.internet.interfaces import IPushProducer
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import implementer
 
 from orderbook.feed.frames import OutgoingMessage, Round
@@ -111,7 +112,7 @@ class Outbox:
                 self._enqueue(frame)
             self.flush()
         else:
-            self._write(frames[0] if len(frames) == 1 else b"".join(frames))
+            self._write_now(frames[0] if len(frames) == 1 else b"".join(frames))
 
     def control(self, data: bytes) -> None:
         """Write one of autobahn's frames, after the chunked frame in progress.
@@ -128,6 +129,25 @@ class Outbox:
 
     def _write(self, data: bytes) -> None:
         self.transport.write(data)
+        if self.now is not None:
+            self.last_sent = self.now()
+
+    def _write_now(self, data: bytes) -> None:
+        """Write a round's frames past Twisted's TLS small-write aggregation.
+
+        Twisted's TLS transport holds small writes for a ``callLater(0)``
+        per connection and reactor turn, to make one TLS record of them;
+        a round's write already is all of this connection's frames of the
+        block, so it goes to TLS at once (after anything held, keeping the
+        order): ~10% less server CPU per message at 1,000 TLS clients
+        (bench_fanout). Other transports: a plain write.
+        """
+        aggregator = getattr(self.transport, "_aggregator", None)
+        if aggregator is None:
+            self._write(data)
+            return
+        aggregator.flush()
+        TLSMemoryBIOProtocol.write(self.transport, data)
         if self.now is not None:
             self.last_sent = self.now()
 
