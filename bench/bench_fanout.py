@@ -1,15 +1,21 @@
 """Fan-out cost: shared frames vs autobahn's per-client sendMessage, with and without TLS.
 
     PYTHONPATH=. python bench/bench_fanout.py [--clients 100,1000] [--seconds 5] [--json]
+        [--modes shared,autobahn] [--tls on,off] [--baseline DIR] [--profile DIR]
 
-The server (this process: real Books, Registry, Site) publishes one l2Book
-change per block to N real WebSocket clients on 127.0.0.1 that all offered
-permessage-deflate. The clients run in a subprocess (a minimal asyncio
-WebSocket reader that counts frames without decompressing). Reported per run:
-server CPU (process time, including TLS and socket writes) per delivered
-message, and delivered messages per second. "autobahn" replaces the shared
-frames by ``sendMessage`` per client (autobahn compresses per connection).
-Numbers, never pass/fail.
+The server (a subprocess: real Books, Registry, Site) publishes each block to N
+real WebSocket clients on 127.0.0.1 that all offered permessage-deflate and
+subscribed to l2Book, bbo and trades of BTC; every block changes all three
+(3 messages per client per block). The clients run in another subprocess (a
+minimal asyncio WebSocket reader that counts frames without decompressing).
+Reported per run: server CPU (process time, including TLS and socket writes)
+per delivered message, and delivered messages per second. "autobahn" replaces
+the shared frames by ``sendMessage`` per client (autobahn compresses per
+connection). ``--baseline DIR`` also runs every configuration against the
+orderbook package of another checkout (e.g. a worktree of main), alternating,
+so before/after are measured in the same run; ``--profile DIR`` writes a
+py-spy (if installed, else cProfile) profile of each server. Numbers, never
+pass/fail.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import gc
 import json
 import os
 import platform
+import shutil
 import ssl
 import struct
 import subprocess
@@ -28,6 +35,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+SUBSCRIPTIONS = ("l2Book", "bbo", "trades")
 
 # -- client subprocess ---------------------------------------------------------
 
@@ -48,8 +57,9 @@ async def _client(
     )
     head = await reader.readuntil(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101"), head
-    request = json.dumps({"method": "subscribe", "subscription": {"type": "l2Book", "coin": "BTC"}})
-    writer.write(_masked(request.encode()))
+    for channel in SUBSCRIPTIONS:
+        request = {"method": "subscribe", "subscription": {"type": channel, "coin": "BTC"}}
+        writer.write(_masked(json.dumps(request).encode()))
     opened[0] += 1
     while True:
         first, second = await reader.readexactly(2)
@@ -122,35 +132,66 @@ def _books():
 
 
 def _block(height: int):
-    """Alternately add and remove one bid inside the top 20 levels (the view changes)."""
+    """Alternately add and remove a new best bid (l2Book and bbo change every block)."""
     import msgspec
 
     from orderbook.book.events import Block, BookDiff, DiffBody, NewDiff, OrderStatus, StatusOrder
 
     oid = 10_000 + height // 2
     if height % 2 == 0:
-        order = StatusOrder("BTC", "B", "79995.5", "0.1", oid, 1)
+        order = StatusOrder("BTC", "B", "79999.5", "0.1", oid, 1)
         status = OrderStatus("t", "0xd", "open", msgspec.Raw(msgspec.json.encode(order)))
-        diff = BookDiff("0xd", oid, "BTC", "B", "79995.5", DiffBody(new=NewDiff(sz="0.1")))
+        diff = BookDiff("0xd", oid, "BTC", "B", "79999.5", DiffBody(new=NewDiff(sz="0.1")))
         return Block(height, 1_700_000_000_000 + height, "t", [status], [diff], [])
-    diff = BookDiff("0xd", oid - 1 if height > 1 else oid, "BTC", "B", "79995.5", "remove")
+    diff = BookDiff("0xd", oid - 1 if height > 1 else oid, "BTC", "B", "79999.5", "remove")
     return Block(height, 1_700_000_000_000 + height, "t", [], [diff], [])
 
 
-def run(clients: int, seconds: float, use_tls: bool, mode: str, rate: float) -> dict:
-    """One measurement in a fresh server subprocess."""
-    command = [
-        sys.executable,
-        __file__,
-        "--server-process",
-        str(clients),
-        str(seconds),
-        str(int(use_tls)),
-        mode,
-        str(rate),
-    ]
-    output = subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ})
-    return json.loads(output.stdout.strip().splitlines()[-1])
+def _trade(height: int) -> dict:
+    """One BTC trade as the book reports it (the trades message of every block)."""
+    return {
+        "coin": "BTC",
+        "side": "A",
+        "px": "80000.0",
+        "sz": "0.01",
+        "time": 1_700_000_000_000 + height,
+        "hash": "0x" + "ab" * 32,
+        "tid": height,
+        "users": ["0x" + "1" * 40, "0x" + "2" * 40],
+    }
+
+
+def run(
+    clients: int,
+    seconds: float,
+    use_tls: bool,
+    mode: str,
+    rate: float,
+    code: str | None = None,
+    profile: Path | None = None,
+) -> dict:
+    """One measurement in a fresh server subprocess (``code``: another checkout's root)."""
+    command = [sys.executable, __file__, "--server-process"]
+    command += [str(clients), str(seconds), str(int(use_tls)), mode, str(rate)]
+    env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = code
+    if profile is not None:
+        name = f"{'base' if code else 'this'}-{mode}-{clients}-{'tls' if use_tls else 'tcp'}"
+        command = _profiled(command, profile / name)
+    output = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+    lines = [line for line in output.stdout.splitlines() if line.startswith("{")]
+    result = json.loads(lines[-1])
+    result["code"] = "baseline" if code else "this"
+    return result
+
+
+def _profiled(command: list[str], path: Path) -> list[str]:
+    """``command`` under py-spy (raw, 200 Hz) when on PATH, else under cProfile."""
+    spy = shutil.which("py-spy")
+    if spy:
+        return [spy, "record", "-r", "200", "-f", "raw", "-o", f"{path}.txt", "--", *command]
+    return [command[0], "-m", "cProfile", "-o", f"{path}.prof", *command[1:]]
 
 
 def serve_once(clients: int, seconds: float, use_tls: bool, mode: str, rate: float) -> dict:
@@ -223,7 +264,9 @@ def serve_once(clients: int, seconds: float, use_tls: bool, mode: str, rate: flo
 
         def tick() -> None:
             height[0] += 1
-            registry.block_applied(books.apply_block(_block(height[0])))
+            result = books.apply_block(_block(height[0]))
+            result.trades["BTC"] = [_trade(height[0])]
+            registry.block_applied(result)
 
         loop = task.LoopingCall(tick)
         cpu, wall = time.process_time(), time.perf_counter()
@@ -243,7 +286,7 @@ def serve_once(clients: int, seconds: float, use_tls: bool, mode: str, rate: flo
             mode=mode,
             blocks=height[0] - 1,
             delivered=delivered,
-            expected=(height[0] - 1) * clients,
+            expected=(height[0] - 1) * clients * len(SUBSCRIPTIONS),
             server_cpu_us_per_msg=round(cpu / max(delivered, 1) * 1e6, 2),
             delivered_per_s=round(delivered / wall),
         )
@@ -254,6 +297,15 @@ def serve_once(clients: int, seconds: float, use_tls: bool, mode: str, rate: flo
     )
     reactor.run()
     return result
+
+
+def _print_row(r: dict) -> None:
+    print(
+        f"{r['code']:8s} N={r['clients']:5d} tls={'on ' if r['tls'] else 'off'} {r['mode']:8s} "
+        f"delivered {r['delivered']}/{r['expected']} "
+        f"{r['delivered_per_s']:7d} msg/s  server CPU {r['server_cpu_us_per_msg']:6.2f} us/msg",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -270,26 +322,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="100,1000")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--modes", default="shared,autobahn")
+    parser.add_argument("--tls", default="on,off")
+    parser.add_argument("--rate", type=float, default=5000, help="messages/s offered")
+    parser.add_argument("--baseline", help="root of another checkout, run alternately")
+    parser.add_argument("--profile", type=Path, help="directory for server profiles")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    codes = [None] if args.baseline is None else [args.baseline, None]
     rows = []
     for clients in [int(c) for c in args.clients.split(",")]:
-        rate = 5000 / clients  # blocks/s: ~5,000 messages/s offered
-        for use_tls, mode in (
-            (True, "shared"),
-            (True, "autobahn"),
-            (False, "shared"),
-            (False, "autobahn"),
-        ):
-            rows.append(run(clients, args.seconds, use_tls, mode, rate))
-            if not args.json:
-                r = rows[-1]
-                print(
-                    f"N={r['clients']:5d} tls={'on ' if r['tls'] else 'off'} {r['mode']:8s} "
-                    f"delivered {r['delivered']}/{r['expected']} "
-                    f"{r['delivered_per_s']:7d} msg/s  server CPU {r['server_cpu_us_per_msg']:6.2f} us/msg",
-                    flush=True,
-                )
+        rate = args.rate / clients / len(SUBSCRIPTIONS)  # blocks/s
+        for use_tls in [t == "on" for t in args.tls.split(",")]:
+            for mode in args.modes.split(","):
+                for code in codes:
+                    rows.append(run(clients, args.seconds, use_tls, mode, rate, code, args.profile))
+                    if not args.json:
+                        _print_row(rows[-1])
     meta = {
         "python": platform.python_version(),
         "machine": platform.machine(),

@@ -236,7 +236,8 @@ class WebSocketSettings:
     idle_timeout_s: float = key(60.0, minimum=0)
     auto_ping_interval_s: float = key(20.0, minimum=0)
     auto_ping_timeout_s: float = key(10.0, minimum=0.1)
-    max_queued_bytes: int = key(8 * 1024 * 1024, minimum=1024)
+    max_queued_bytes: int = key(32 * 1024 * 1024, minimum=1024)
+    max_views: int = key(10_000, minimum=1)
     allowed_origins: tuple[str, ...] = key(("*",), parse=_nonempty_lines)
     echo: bool = False
 

@@ -1,7 +1,9 @@
 """The import rules of README's architecture: server -> feed -> book <- node.
 
 The book imports nothing of Twisted or autobahn; feed does not reach into
-server or node; node does not reach into feed or server; nothing imports tap.
+server or node, and knows no transports or autobahn (the send path is
+server/outbox.py); node does not reach into feed or server; nothing
+imports tap.
 (The simulator's own rule is in tests/sim/test_package.py.)
 """
 
@@ -17,7 +19,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "orderbook"
 RULES = {
     "book": ("twisted", "autobahn", "txaio", "orderbook.node", "orderbook.feed",
              "orderbook.server", "orderbook.sim", "orderbook.tap"),
-    "feed": ("orderbook.node", "orderbook.server", "orderbook.sim", "orderbook.tap"),
+    "feed": ("autobahn", "twisted.internet", "orderbook.node", "orderbook.server",
+             "orderbook.sim", "orderbook.tap"),
     "node": ("orderbook.feed", "orderbook.server", "orderbook.sim", "orderbook.tap"),
     "server": ("orderbook.node", "orderbook.sim", "orderbook.tap"),
 }  # fmt: skip

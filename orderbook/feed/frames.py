@@ -1,4 +1,4 @@
-"""WebSocket frames built once per message, and the per-connection send path.
+"""WebSocket frames built once per message, and the publishing round that batches them.
 
 autobahn compresses every message per connection (each client has its own
 deflate context), which dominates fan-out cost. Here a message is framed at
@@ -12,26 +12,19 @@ most once per variant and the same bytes go to every client:
   ``server_max_window_bits`` the client negotiated, so there is one
   compressed variant per distinct window size in use (almost always 15).
 
-:class:`Outbox` writes those bytes straight to one connection's transport
-(bypassing autobahn's ``sendMessage``: everything a connection sends goes
-through its Outbox, so nothing interleaves) and is that connection's
-IPushProducer: while the transport is paused, snapshot-type messages keep
-only the latest per key and loss-intolerant ones queue up to a byte bound,
-past which the client is closed as a slow consumer.
+A :class:`Round` is one publishing pass (a block's fan-out): connections
+collect their frames while it lasts and write them once at its end. Writing
+the bytes is the server's business (orderbook.server.outbox); nothing here
+knows transports or autobahn.
 """
 
 from __future__ import annotations
 
-import contextlib
 import struct
 import zlib
-from collections import deque
-from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Protocol
 
-from autobahn.websocket.protocol import WebSocketProtocol
-from twisted.internet.interfaces import IPushProducer
-from zope.interface import implementer
+from twisted.logger import Logger
 
 OPCODE_TEXT = 0x1
 OPCODE_BINARY = 0x2
@@ -90,115 +83,42 @@ class OutgoingMessage:
         return self._plain
 
 
-@implementer(IPushProducer)
-class Outbox:
-    """The send path of one autobahn connection, and its push producer.
+class RoundMember(Protocol):
+    """A connection's send path that collects frames during a round."""
 
-    ``send(message, key, lossless)``: ``key`` identifies what a replaceable
-    message replaces while the client is paused (its subscription).
-    ``on_overflow(queued_bytes)`` is called once when lossless messages
-    queued past ``max_queued_bytes``; the Outbox then drops everything.
+    def end_round(self) -> None:
+        """Write what was collected (must not raise)."""
+
+
+class Round:
+    """One publishing pass; ``with round:`` nests, the outermost exit flushes.
+
+    A send path that gets a frame while ``depth`` is non-zero appends itself
+    to ``waiting`` (once per round) and keeps the frame; when the outermost
+    ``with`` ends every waiting member's ``end_round`` writes its frames.
     """
 
-    def __init__(
-        self,
-        protocol: Any,
-        max_queued_bytes: int,
-        on_overflow: Callable[[int], None],
-        window_bits: int | None = None,
-    ) -> None:
-        self.protocol = protocol
-        self.max_queued_bytes = max_queued_bytes
-        self.on_overflow = on_overflow
-        self.window_bits = window_bits
-        self.paused = False
-        self.closed = False
-        self.queued_bytes = 0
-        self.replaced = 0  # snapshot messages superseded while paused
-        self.on_replaced: Callable[[], None] | None = None
-        self._queue: deque[bytes] = deque()
-        self._latest: dict[Hashable, bytes] = {}
+    __slots__ = ("depth", "waiting")
+    _log = Logger()
 
-    def attach(self) -> None:
-        """Become the transport's producer (replacing the HTTP channel's)."""
-        transport = self.protocol.transport
-        with contextlib.suppress(RuntimeError):  # test transports refuse when none is registered
-            transport.unregisterProducer()
-        transport.registerProducer(self, True)
+    def __init__(self) -> None:
+        self.depth = 0
+        self.waiting: list[RoundMember] = []
 
-    def send(self, message: OutgoingMessage, key: Hashable = None, lossless: bool = True) -> int:
-        """Write or hold ``message``; return the bytes written or held (0: discarded)."""
-        if self.closed or self.protocol.state != WebSocketProtocol.STATE_OPEN:
-            return 0
-        frame = message.frame(self.window_bits)
-        if self.paused or not self._writable():
-            return self._hold(frame, key, lossless)
-        self._write(frame)
-        return len(frame)
+    def __enter__(self) -> Round:
+        self.depth += 1
+        return self
 
-    def _hold(self, frame: bytes, key: Hashable, lossless: bool) -> int:
-        if not lossless:
-            if self._latest.pop(key, None) is not None:
-                self.replaced += 1
-                if self.on_replaced is not None:
-                    self.on_replaced()
-            self._latest[key] = frame
-            return len(frame)
-        self._queue.append(frame)
-        self.queued_bytes += len(frame)
-        if self.queued_bytes > self.max_queued_bytes:
-            queued = self.queued_bytes
-            self.close()
-            self.on_overflow(queued)
-            return 0
-        return len(frame)
-
-    def _writable(self) -> bool:
-        protocol = self.protocol
-        return (
-            protocol.state == WebSocketProtocol.STATE_OPEN
-            and protocol.send_state == WebSocketProtocol.SEND_STATE_GROUND
-        )
-
-    def _write(self, frame: bytes) -> None:
-        protocol = self.protocol
-        if protocol.send_queue:
-            protocol.sendData(frame)  # autobahn is trickling its own queue: stay behind it
-        else:
-            protocol.transport.write(frame)
-        protocol.trafficStats.outgoingOctetsWireLevel += len(frame)
-
-    @property
-    def held(self) -> int:
-        """Number of frames waiting for the client to read."""
-        return len(self._queue) + len(self._latest)
-
-    def close(self) -> None:
-        """Forget everything held; send nothing more."""
-        self.closed = True
-        self._queue.clear()
-        self._latest.clear()
-        self.queued_bytes = 0
-
-    # -- IPushProducer -----------------------------------------------------
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self.flush()
-
-    def stopProducing(self) -> None:
-        self.close()
+    def __exit__(self, *exc_info: object) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            self.flush()
 
     def flush(self) -> None:
-        """Write held frames (queue first, then latest snapshots) until paused."""
-        if self.closed or not self._writable():
-            return
-        while self._queue and not self.paused:
-            frame = self._queue.popleft()
-            self.queued_bytes -= len(frame)
-            self._write(frame)
-        while self._latest and not self.paused:
-            key = next(iter(self._latest))
-            self._write(self._latest.pop(key))
+        """End the round for every waiting member (one failure spares the others)."""
+        waiting, self.waiting = self.waiting, []
+        for member in waiting:
+            try:
+                member.end_round()
+            except Exception:
+                self._log.failure("writing a round's frames failed")

@@ -14,7 +14,16 @@ Work per block is per *view*, never per client:
 2. for each *envelope kind* among that key's subscribers, the envelope wraps
    those bytes ONCE into an :class:`OutgoingMessage` (frames built on first
    use: one plain, one compressed per window size);
-3. every subscriber gets the same message object (``client.deliver``).
+3. every subscriber gets the same message object (``client.deliver``);
+4. all of it happens inside one :class:`~orderbook.feed.frames.Round`
+   (``registry.round``): each connection writes its frames of the block
+   once, when the round ends.
+
+The current view a subscribe receives is cached per height as a message
+too: every subscriber of that view in that block shares its encoding and
+compression. An l4Book subscriber gets a shared snapshot of a recent height
+and the Updates since (orderbook.feed.snapshots): an L4 snapshot of a big
+coin is MBs and ~100 ms to build.
 
 The seam for a second wire protocol (WAMP v2 in orderbook.server.wamp): give
 its connections an ``envelope`` object with ``wrap(sub, data, part)`` that
@@ -36,7 +45,8 @@ from twisted.logger import Logger
 from orderbook.book.books import BlockResult, Books
 from orderbook.config import WebSocketSettings
 from orderbook.feed import messages
-from orderbook.feed.frames import OutgoingMessage
+from orderbook.feed.frames import OutgoingMessage, Round
+from orderbook.feed.snapshots import Snapshots
 from orderbook.feed.subscriptions import COIN_CHANNELS, Subscription, SubscriptionError
 from orderbook.metrics import Metrics
 
@@ -61,6 +71,8 @@ class Client(Protocol):
 
 class ChannelEnvelope:
     """Hyperliquid's ``{"channel": …, "data": …}``."""
+
+    shareable = True  # wrap() depends only on its arguments: results may be cached
 
     def wrap(self, sub: Subscription, data: bytes, part: str | None) -> OutgoingMessage:
         if part is not None:
@@ -88,6 +100,13 @@ class FeedMetrics:
         )
         self.bytes = metrics.counter(
             "orderbook_ws_bytes_sent_total", "Frame bytes sent or queued per channel", ["channel"]
+        )
+        self.views = metrics.gauge(
+            "orderbook_ws_views", "Distinct views subscribed to", read=feed.view_count
+        )
+        self.views_refused = metrics.counter(
+            "orderbook_ws_views_refused_total",
+            "Subscribes refused because max_views distinct views exist",
         )
         self.slow_closed = metrics.counter(
             "orderbook_ws_slow_clients_closed_total",
@@ -127,10 +146,14 @@ class Registry:
         self._subscribers: dict[Subscription, dict[Envelope, set[Client]]] = {}
         self._by_client: dict[Client, set[Subscription]] = {}
         self._data: dict[tuple[Subscription, str | None], bytes] = {}  # this height's bytes
+        self._current: dict[tuple[Subscription, Envelope], OutgoingMessage | None] = {}
+        self._updates: dict[str, bytes] = {}  # this block's l4Book Updates data per coin
+        self.snapshots = Snapshots(self._l4_snapshot_data)
         self._data_height: int | None = None
         self._last: dict[Subscription, Any] = {}  # last published view content
         self._coins: set[str] = set()
         self._status: dict[str, Any] | None = None
+        self.round = Round()
         self.metrics = FeedMetrics(metrics, self)
 
     # -- connections ---------------------------------------------------------
@@ -154,6 +177,9 @@ class Registry:
     def subscription_count(self) -> int:
         return sum(len(subs) for subs in self._by_client.values())
 
+    def view_count(self) -> int:
+        return len(self._subscribers)
+
     # -- subscriptions ---------------------------------------------------------
     def subscribe(self, client: Client, sub: Subscription) -> None:
         """Add ``sub`` for ``client`` (SubscriptionError: already, too many, unknown coin)."""
@@ -168,6 +194,12 @@ class Registry:
             raise SubscriptionError(f"Invalid subscription: unknown coin {sub.coin!r}")
         if sub.dex is not None and not self.known_dex(sub.dex):
             raise SubscriptionError(_unknown_dex(sub.dex))
+        if sub not in self._subscribers and len(self._subscribers) >= self.ws.max_views:
+            self.metrics.views_refused.inc()
+            raise SubscriptionError(
+                f"Too many distinct views on this server (max_views {self.ws.max_views}):"
+                " subscribe to one already in use"
+            )
         subs.add(sub)
         by_envelope = self._subscribers.setdefault(sub, {})
         by_envelope.setdefault(client.envelope, set()).add(client)
@@ -214,18 +246,42 @@ class Registry:
         """Send ``client`` the current view of ``sub`` (nothing for trades or before ready)."""
         if sub.channel == "trades":
             return
-        if self.books.height is None and sub.channel != "status":
+        height = self.books.height
+        if height is None and sub.channel != "status":
             return  # books_reset sends it once the book is ready
-        part = "Snapshot" if sub.channel == "l4Book" else None
-        message = client.envelope.wrap(sub, self.current_data(sub), part)
+        if sub.channel == "l4Book" and getattr(client.envelope, "shareable", False):
+            shared = self.snapshots.get(sub, height)
+            for message in shared.messages(client.envelope):
+                self._count(sub, 1, client.deliver(sub, message))
+            return
+        message = self.current_message(sub, client.envelope)
         if message is not None:
             self._count(sub, 1, client.deliver(sub, message))
 
-    def current_data(self, sub: Subscription) -> bytes:
-        """The encoded current ``data`` of a snapshot-type view (inner for l4Book)."""
+    def current_message(self, sub: Subscription, envelope: Envelope) -> OutgoingMessage | None:
+        """The current view of ``sub`` wrapped by ``envelope``, shared within a height."""
+        self._check_height()
+        key = (sub, envelope)
+        if key in self._current:
+            return self._current[key]
+        part = "Snapshot" if sub.channel == "l4Book" else None
+        message = envelope.wrap(sub, self.current_data(sub), part)
+        if sub.channel != "status" and getattr(envelope, "shareable", False):
+            self._current[key] = message
+        return message
+
+    def _l4_snapshot_data(self, sub: Subscription) -> bytes:
+        return messages.encode(messages.view_data(self.books, sub)["Snapshot"])
+
+    def _check_height(self) -> None:
         if self._data_height != self.books.height:
             self._data.clear()
+            self._current.clear()
             self._data_height = self.books.height
+
+    def current_data(self, sub: Subscription) -> bytes:
+        """The encoded current ``data`` of a snapshot-type view (inner for l4Book)."""
+        self._check_height()
         key = (sub, None)
         data = self._data.get(key)
         if data is None:
@@ -250,21 +306,35 @@ class Registry:
         """Publish what ``result`` changed to the subscribers of each changed view."""
         if self.books.height is None:
             return
-        for sub in list(self._subscribers):
-            try:
-                self._publish_block(sub, result)
-            except Exception:
-                self._log.failure(
-                    "publishing {sub} at {height} failed", sub=sub, height=result.height
-                )
+        self._updates.clear()
+        try:
+            self.snapshots.block_applied(result.height, lambda coin: self._l4_update(coin, result))
+        except Exception:
+            self._log.failure("keeping l4Book updates at {height} failed", height=result.height)
+            self.snapshots.forget()
+        with self.round:
+            for sub in list(self._subscribers):
+                try:
+                    self._publish_block(sub, result)
+                except Exception:
+                    self._log.failure(
+                        "publishing {sub} at {height} failed", sub=sub, height=result.height
+                    )
+
+    def _l4_update(self, coin: str, result: BlockResult) -> bytes:
+        """The encoded l4Book Updates data of ``coin`` in this block (once per block)."""
+        data = self._updates.get(coin)
+        if data is None:
+            update = messages.l4_updates_data(
+                coin, result.height, result.time_ms, result.updates.get(coin)
+            )
+            data = self._updates[coin] = messages.encode(update["Updates"])
+        return data
 
     def _publish_block(self, sub: Subscription, result: BlockResult) -> None:
         channel = sub.channel
         if channel == "l4Book":
-            update = messages.l4_updates_data(
-                sub.coin, result.height, result.time_ms, result.updates.get(sub.coin)
-            )
-            self._fan_out(sub, messages.encode(update["Updates"]), "Updates")
+            self._fan_out(sub, self._l4_update(sub.coin, result), "Updates")
         elif channel == "trades":
             trades = result.trades.get(sub.coin)
             if trades:
@@ -290,12 +360,15 @@ class Registry:
     def books_reset(self, coins: set[str]) -> None:
         """Fresh state for ``coins``: send every snapshot-type view of them again."""
         self._data.clear()
+        self._current.clear()
+        self.snapshots.forget(coins)
         self._coins = set(self.books.coins())
-        for sub in list(self._subscribers):
-            try:
-                self._reset_one(sub, coins)
-            except Exception:
-                self._log.failure("re-sending {sub} after reset failed", sub=sub)
+        with self.round:
+            for sub in list(self._subscribers):
+                try:
+                    self._reset_one(sub, coins)
+                except Exception:
+                    self._log.failure("re-sending {sub} after reset failed", sub=sub)
 
     def _reset_one(self, sub: Subscription, coins: set[str]) -> None:
         if sub.coin is not None and sub.coin not in self._coins:
@@ -310,8 +383,10 @@ class Registry:
         if not touched:
             return
         self._last.pop(sub, None)
-        part = "Snapshot" if sub.channel == "l4Book" else None
-        self._fan_out(sub, self.current_data(sub), part)
+        if sub.channel == "l4Book" and self.books.height is not None:
+            self._fan_out(sub, self.snapshots.get(sub, self.books.height).snapshot, "Snapshot")
+        else:
+            self._fan_out(sub, self.current_data(sub), None)
 
     def _reject(self, sub: Subscription, text: str) -> None:
         for clients in list(self._subscribers.get(sub, {}).values()):
@@ -325,7 +400,8 @@ class Registry:
         self._status = status
         sub = Subscription("status")
         if sub in self._subscribers:
-            self._fan_out(sub, messages.encode(status), None)
+            with self.round:
+                self._fan_out(sub, messages.encode(status), None)
 
     # -- fan-out -------------------------------------------------------------------
     def _fan_out(self, sub: Subscription, data: bytes, part: str | None) -> None:

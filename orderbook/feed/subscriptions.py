@@ -4,6 +4,7 @@ A subscription as a client sends it (Hyperliquid's public API, see
 ../shared/docs/ws-api.md)::
 
     {"type": "l2Book", "coin": "BTC", "nSigFigs": 5, "mantissa": 2, "nLevels": 50}
+    {"type": "l2Book", "coin": "BTC", "fast": true}     (official flag: 5 levels)
     {"type": "trades", "coin": "BTC"}     {"type": "bbo", "coin": "BTC"}
     {"type": "allMids"}                   {"type": "allMids", "dex": "xyz"}
     {"type": "l4Book", "coin": "BTC"}     {"type": "status"}
@@ -26,9 +27,10 @@ COIN_CHANNELS = frozenset({"l2Book", "trades", "bbo", "l4Book"})
 LOSSLESS_CHANNELS = frozenset({"trades", "l4Book"})
 
 DEFAULT_LEVELS = 20
+FAST_LEVELS = 5  # the official API's `fast` l2Book has 5 levels; here it is sent every block too
 MAX_LEVELS = 100
 _KEYS = {
-    "l2Book": {"type", "coin", "nSigFigs", "mantissa", "nLevels"},
+    "l2Book": {"type", "coin", "nSigFigs", "mantissa", "nLevels", "fast"},
     "trades": {"type", "coin"},
     "bbo": {"type", "coin"},
     "allMids": {"type", "dex"},
@@ -98,7 +100,7 @@ def parse_l2(request: dict[str, Any]) -> Subscription:
             mantissa = None  # the same buckets as no mantissa
     n_levels = request.get("nLevels")
     if n_levels is None:
-        n_levels = DEFAULT_LEVELS
+        n_levels = FAST_LEVELS if _fast(request.get("fast")) else DEFAULT_LEVELS
     elif not _is_int(n_levels) or not 1 <= n_levels <= MAX_LEVELS:
         raise SubscriptionError(f"Invalid subscription: nLevels must be 1-{MAX_LEVELS}")
     return Subscription("l2Book", coin, n_sig_figs, mantissa, n_levels)
@@ -111,6 +113,12 @@ def _coin(request: dict[str, Any]) -> str:
             f"Invalid subscription: {request.get('type')} needs a 'coin' string"
         )
     return coin
+
+
+def _fast(value: Any) -> bool:
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    raise SubscriptionError("Invalid subscription: fast must be true, false or null")
 
 
 def parse_dex(value: Any) -> str | None:

@@ -12,13 +12,16 @@ An accepted (un)subscribe is echoed as ``subscriptionResponse`` with the
 subscription as sent, then (subscribe) the current view follows. Anything
 wrong gets ``{"channel": "error", "data": "…"}`` and the connection stays
 usable. Abuse closes it: frames/messages over ``max_message_bytes`` (1009, by
-autobahn), more than ``messages_per_minute`` (1008), no message for
-``idle_timeout_s`` (1000), a loss-intolerant queue over ``max_queued_bytes``
-(1008, "slow consumer"). Connections past ``max_connections`` get HTTP 503.
+autobahn), more than ``messages_per_minute`` (1008; a new connection's
+bucket starts at a tenth of it), a loss-intolerant queue over
+``max_queued_bytes`` (1008, "slow consumer"). Like the official API, a
+connection the server has SENT nothing to (no data, JSON or WebSocket pong, or response) for
+``idle_timeout_s`` is closed (1000); WebSocket pings find dead peers.
+Connections past ``max_connections`` get HTTP 503.
 
-Every byte a connection sends goes through its :class:`Outbox` (shared,
-pre-built frames; the connection's push producer), never autobahn's
-``sendMessage``.
+Every byte a connection sends goes through its
+:class:`~orderbook.server.outbox.Outbox` (shared, pre-built frames; the
+connection's push producer), never autobahn's ``sendMessage``.
 """
 
 from __future__ import annotations
@@ -28,13 +31,15 @@ from typing import Any
 import msgspec
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.defer import succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.server import NOT_DONE_YET, Request
 
 from orderbook.book.views import UnknownDex
 from orderbook.config import WebSocketSettings
 from orderbook.feed import messages
-from orderbook.feed.frames import Outbox, OutgoingMessage
+from orderbook.feed.frames import OutgoingMessage
 from orderbook.feed.registry import CHANNEL_ENVELOPE, Registry
 from orderbook.feed.subscriptions import (
     Subscription,
@@ -43,9 +48,14 @@ from orderbook.feed.subscriptions import (
     parse_l2,
     parse_subscription,
 )
+from orderbook.server.gate import GatedWebSocketResource
+from orderbook.server.outbox import Outbox
 
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
+# A new connection's rate bucket holds this share of messages_per_minute (it
+# refills at the full rate): reconnecting does not buy a full minute's burst.
+INITIAL_RATE_SHARE = 0.1
 _decode = msgspec.json.Decoder().decode
 
 
@@ -67,12 +77,34 @@ class OutboxProtocol(WebSocketServerProtocol):
         try:
             pmce = self._perMessageCompress
             window = pmce.server_max_window_bits if pmce is not None else None
-            self.outbox = Outbox(self, self.factory.ws.max_queued_bytes, self._overflowed, window)
-            self.outbox.on_replaced = self.factory.message_replaced
+            factory = self.factory
+            self.outbox = Outbox(
+                self.transport,
+                factory.registry.round,
+                factory.ws.max_queued_bytes,
+                self._overflowed,
+                window,
+                now=factory.clock.seconds,
+            )
+            self.outbox.on_replaced = factory.message_replaced
             self.outbox.attach()
         except Exception:
             self._log.failure("onOpen failed for {peer}", peer=self.peer)
             raise
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """autobahn's own frames (ping, pong, close): never inside a chunked frame."""
+        if self.outbox is None or sync or chopsize:
+            super().sendData(data, sync, chopsize)
+        else:
+            self.outbox.control(data)
+
+    def sendCloseFrame(
+        self, code: int | None = None, reasonUtf8: bytes | None = None, isReply: bool = False
+    ) -> None:
+        if self.outbox is not None:
+            self.outbox.stop()
+        super().sendCloseFrame(code, reasonUtf8, isReply)
 
     def send_bytes(self, payload: bytes, binary: bool = False) -> None:
         """Send one message of this connection only (queued if the client is slow)."""
@@ -95,12 +127,22 @@ class OutboxProtocol(WebSocketServerProtocol):
         try:
             super().connectionLost(reason)
         finally:
-            if self.outbox is not None:
-                self.outbox.close()
-            self.forget()
+            try:
+                self.forget()
+            finally:
+                self._release()
 
     def forget(self) -> None:
         """Release what this connection holds (called once, when it is lost)."""
+
+    def _release(self) -> None:
+        """Break every reference cycle through this connection, so it is freed
+        by reference counting even after gc.freeze() (gc_policy) saw it alive."""
+        if self.outbox is not None:
+            self.outbox.close()
+            self.outbox = None
+        # autobahn resolves is_closed with the protocol itself: a cycle.
+        self.is_closed = succeed(None)
 
 
 class FeedProtocol(OutboxProtocol):
@@ -131,36 +173,46 @@ class FeedProtocol(OutboxProtocol):
     def onOpen(self) -> None:
         super().onOpen()
         ws = self.factory.ws
-        self._tokens = float(ws.messages_per_minute)
+        self._tokens = max(1.0, ws.messages_per_minute * INITIAL_RATE_SHARE)
         self._stamp = self.factory.clock.seconds()
         if ws.idle_timeout_s > 0:
-            self._idle = self.factory.clock.callLater(ws.idle_timeout_s, self._idle_timeout)
+            self._idle = self.factory.clock.callLater(ws.idle_timeout_s, self._idle_check)
 
     def forget(self) -> None:
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
+        self._idle = None
         if self._admitted:
             self.factory.registry.remove(self)
 
-    def _idle_timeout(self) -> None:
+    def _idle_check(self) -> None:
+        """Close a connection sent nothing for idle_timeout_s (the official rule)."""
         self._idle = None
+        outbox = self.outbox
+        if outbox is None:
+            return
         idle = self.factory.ws.idle_timeout_s
+        quiet = self.factory.clock.seconds() - outbox.last_sent
+        if quiet < idle:
+            self._idle = self.factory.clock.callLater(idle - quiet, self._idle_check)
+            return
         self.factory.reject("idle")
-        self.close_with(CLOSE_NORMAL, f"idle timeout: no message for {idle:g} s")
+        self.close_with(CLOSE_NORMAL, f"idle timeout: nothing sent for {idle:g} s")
 
     # -- requests ------------------------------------------------------------------
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if not self._within_rate():
             return
-        if self._idle is not None:
-            self._idle.reset(self.factory.ws.idle_timeout_s)
-        try:
-            if isBinary:
-                raise _RequestError("Binary messages are not supported: send JSON text", "binary")
-            self._dispatch(payload)
-        except _RequestError as exc:
-            self.factory.client_error(exc.kind)
-            self.send_bytes(messages.error(str(exc)))
+        with self.factory.registry.round:  # the replies to one request: one write
+            try:
+                if isBinary:
+                    raise _RequestError(
+                        "Binary messages are not supported: send JSON text", "binary"
+                    )
+                self._dispatch(payload)
+            except _RequestError as exc:
+                self.factory.client_error(exc.kind)
+                self.send_bytes(messages.error(str(exc)))
 
     def _within_rate(self) -> bool:
         """Token bucket of messages_per_minute; False (and closing) when empty."""
@@ -308,3 +360,21 @@ class EchoFactory(FeedFactory):
     """The echo endpoint's factory (same options and send path as the feeds)."""
 
     protocol = EchoProtocol
+
+
+class FeedResource(GatedWebSocketResource):
+    """The gate's WebSocketResource, letting go of the upgrade's HTTP request.
+
+    That request is never finished (its connection became a WebSocket), so
+    it and its HTTPChannel keep referencing each other: a cycle per
+    connection that outlives it, for good once gc.freeze() (gc_policy) has
+    seen it. Dropping the request from the channel's list frees both by
+    reference counting when the connection goes.
+    """
+
+    def render(self, request: Request) -> Any:
+        result = super().render(request)
+        channel = request.channel
+        if result is NOT_DONE_YET and channel is not None and request in channel.requests:
+            channel.requests.remove(request)
+        return result

@@ -33,8 +33,8 @@ from orderbook.feed.registry import Registry
 from orderbook.metrics import Metrics
 from orderbook.server import health
 from orderbook.server.access import Guarded, TokenStore, redacting_log_formatter
-from orderbook.server.gate import Gate, GatedSite, GatedWebSocketResource
-from orderbook.server.protocol import EchoFactory, FeedFactory
+from orderbook.server.gate import Gate, GatedSite
+from orderbook.server.protocol import EchoFactory, FeedFactory, FeedResource
 
 STATIC = Path(__file__).resolve().parent / "static"
 CLOSE_HANDSHAKE_TIMEOUT_S = 5.0
@@ -124,7 +124,7 @@ def make_site(
     if ws.echo:
         echo = EchoFactory(registry, ws, reactor)
         echo.setProtocolOptions(**protocol_options(ws))
-        echo_resource: Resource = GatedWebSocketResource(echo)
+        echo_resource: Resource = FeedResource(echo)
         if guard is not None:
             echo_resource = Guarded(echo_resource, guard, "echo")
         _put(root, server.path + "-echo", echo_resource)
@@ -151,12 +151,12 @@ def _websocket(
     """The resource at ``[server] path``: the JSON API, WAMP beside it, behind tokens."""
     feed = FeedFactory(registry, ws, reactor)
     feed.setProtocolOptions(**protocol_options(ws))
-    resource: Resource = GatedWebSocketResource(feed)
+    resource: Resource = FeedResource(feed)
     if tokens is not None:
         resource = Guarded(resource, tokens, "ws")
     if wamp_factory is None:
         return resource
-    wamp: Resource = GatedWebSocketResource(wamp_factory)
+    wamp: Resource = FeedResource(wamp_factory)
     if tokens is not None:
         ticket_auth = bool(getattr(wamp_factory, "ticket_auth", False))
         wamp = Guarded(wamp, tokens, "wamp", allow_missing=ticket_auth)

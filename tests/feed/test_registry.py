@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
-from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet.testing import StringTransport
 
 from orderbook.config import WebSocketSettings
 from orderbook.feed import frames, messages
-from orderbook.feed.frames import Outbox
 from orderbook.feed.registry import CHANNEL_ENVELOPE, Registry
 from orderbook.feed.subscriptions import Subscription, SubscriptionError
 from orderbook.metrics import Metrics
+from orderbook.server.outbox import Outbox
 from tests.server.harness import small_books
 from tests.server.test_protocol import new_order_block
 
@@ -23,13 +20,9 @@ class FakeClient:
 
     envelope = CHANNEL_ENVELOPE
 
-    def __init__(self, window_bits):
+    def __init__(self, registry, window_bits):
         self.transport = StringTransport()
-        self.state = WebSocketProtocol.STATE_OPEN
-        self.send_state = WebSocketProtocol.SEND_STATE_GROUND
-        self.send_queue = []
-        self.trafficStats = SimpleNamespace(outgoingOctetsWireLevel=0)
-        self.outbox = Outbox(self, 1 << 20, lambda queued: None, window_bits)
+        self.outbox = Outbox(self.transport, registry.round, 1 << 20, None, window_bits)
         self.failed = []
 
     def deliver(self, sub, message):
@@ -52,7 +45,9 @@ def test_fan_out_encodes_and_compresses_once(registry, monkeypatch):
         frames, "compress", lambda *a: compress_calls.append(a) or real_compress(*a)
     )
     monkeypatch.setattr(messages, "encode", lambda v: encode_calls.append(v) or real_encode(v))
-    clients = [FakeClient(15) for _ in range(100)] + [FakeClient(None) for _ in range(100)]
+    clients = [FakeClient(registry, 15) for _ in range(100)] + [
+        FakeClient(registry, None) for _ in range(100)
+    ]
     sub = Subscription("l2Book", "BTC")
     for client in clients:
         registry.subscribe(client, sub)
@@ -67,7 +62,7 @@ def test_fan_out_encodes_and_compresses_once(registry, monkeypatch):
 
 def test_unchanged_view_not_sent(registry):
     """A block that does not change the top 1 level sends nothing to nLevels=1 subscribers."""
-    client = FakeClient(None)
+    client = FakeClient(registry, None)
     registry.subscribe(client, Subscription("l2Book", "BTC", n_levels=1))
     registry.send_current(client, Subscription("l2Book", "BTC", n_levels=1))
     client.transport.clear()
@@ -79,7 +74,7 @@ def test_unchanged_view_not_sent(registry):
 
 def test_subscribe_errors(registry):
     """Already subscribed, too many and unknown coin are SubscriptionErrors with the client text."""
-    client = FakeClient(None)
+    client = FakeClient(registry, None)
     registry.subscribe(client, Subscription("bbo", "BTC"))
     with pytest.raises(SubscriptionError, match="Already subscribed"):
         registry.subscribe(client, Subscription("bbo", "BTC"))
@@ -95,7 +90,7 @@ def test_subscribe_errors(registry):
 
 def test_paused_client_keeps_latest_snapshot_only(registry):
     """While paused, l2Book keeps only the newest message; trades queue; resume sends them."""
-    client = FakeClient(None)
+    client = FakeClient(registry, None)
     registry.subscribe(client, Subscription("l2Book", "BTC"))
     client.outbox.pauseProducing()
     for height, px in ((101, "100.7"), (102, "100.6"), (103, "100.5")):
@@ -112,7 +107,7 @@ def test_all_mids_dex_must_be_one_the_book_knows():
     """A ready book refuses an unknown dex at subscribe; before it is ready the
     subscription waits and is refused when the book arrives without that dex."""
     ready = Registry(small_books(), WebSocketSettings(), Metrics())
-    client = FakeClient(None)
+    client = FakeClient(ready, None)
     ready.subscribe(client, Subscription("allMids", dex=None))
     with pytest.raises(SubscriptionError, match="unknown dex 'xyz'"):
         ready.subscribe(client, Subscription("allMids", dex="xyz"))
@@ -126,3 +121,28 @@ def test_all_mids_dex_must_be_one_the_book_knows():
     waiting.books_reset(set(waiting.books.coins()))
     assert client.failed == ["Invalid subscription: unknown dex 'xyz'"]
     assert waiting.subscription_count() == 0
+
+
+def test_current_view_encoded_and_compressed_once_per_height(registry, monkeypatch):
+    """Ten l4Book subscribers in one block share one encoding and one compression per
+    window size; the next height builds it once more."""
+    compress_calls, snapshot_calls = [], []
+    real_compress, real_snapshot = frames.compress, registry.books.l4_snapshot
+    monkeypatch.setattr(
+        frames, "compress", lambda *a: compress_calls.append(a[1:]) or real_compress(*a)
+    )
+    monkeypatch.setattr(
+        registry.books, "l4_snapshot", lambda c: snapshot_calls.append(c) or real_snapshot(c)
+    )
+    sub = Subscription("l4Book", "BTC")
+    clients = [FakeClient(registry, bits) for bits in (15,) * 9 + (9,)]
+    for client in clients:
+        registry.subscribe(client, sub)
+        registry.send_current(client, sub)
+    assert snapshot_calls == ["BTC"] and sorted(compress_calls) == [(9,), (15,)]
+    assert len({c.transport.value() for c in clients}) == 2
+    registry.books.apply_block(new_order_block(101, 10, "A", "100.5", "1"))
+    late = FakeClient(registry, 15)
+    registry.subscribe(late, sub)
+    registry.send_current(late, sub)
+    assert snapshot_calls == ["BTC", "BTC"] and len(compress_calls) == 3

@@ -55,3 +55,14 @@ def test_errors(request_, text):
     with pytest.raises(SubscriptionError) as caught:
         parse_subscription(request_)
     assert str(caught.value).startswith(text)
+
+
+def test_fast_flag_means_five_levels_unless_given():
+    """The official l2Book ``fast`` flag: nLevels 5 by default; nLevels wins when given."""
+    fast = parse_subscription({"type": "l2Book", "coin": "BTC", "fast": True})
+    assert fast == Subscription("l2Book", "BTC", n_levels=5)
+    assert parse_subscription({"type": "l2Book", "coin": "BTC", "fast": False}).n_levels == 20
+    given = parse_subscription({"type": "l2Book", "coin": "BTC", "fast": True, "nLevels": 9})
+    assert given.n_levels == 9
+    with pytest.raises(SubscriptionError, match="fast must be true, false or null"):
+        parse_subscription({"type": "l2Book", "coin": "BTC", "fast": 1})

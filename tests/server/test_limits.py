@@ -1,13 +1,24 @@
-"""Protocol abuse closes connections; slow consumers are bounded (real TLS clients)."""
+"""Protocol abuse closes connections; slow consumers are bounded; closed connections
+are freed (real TLS clients, and in memory on a task.Clock)."""
 
 from __future__ import annotations
+
+import gc
+import weakref
+from typing import Any
 
 import pytest
 import pytest_twisted
 from twisted.internet import task
 
-from orderbook.book.books import BlockResult
-from tests.server.harness import until
+from orderbook.book.books import BlockResult, Books
+from orderbook.feed.registry import CHANNEL_ENVELOPE
+from orderbook.feed.subscriptions import Subscription
+from orderbook.server.outbox import CHUNK_BYTES
+from tests.server.harness import order, small_books, until
+from tests.server.memory import MemoryServer, WriteLog
+
+L2_BTC = {"type": "l2Book", "coin": "BTC"}
 
 
 @pytest_twisted.ensureDeferred
@@ -36,24 +47,24 @@ async def test_oversized_message_closes_1009(harness_factory):
 
 @pytest_twisted.ensureDeferred
 async def test_flood_closes_1008(harness_factory):
-    """More than messages_per_minute messages close the connection with 1008 and a reason."""
-    harness = await harness_factory(messages_per_minute=5)
+    """A new connection's bucket holds a tenth of messages_per_minute: past it, 1008."""
+    harness = await harness_factory(messages_per_minute=50)
     client = await harness.connect()
     for _ in range(10):
         client.send({"method": "ping"})
     code, reason = await client.closed
     assert code == 1008
-    assert reason == "rate limit: more than 5 messages per minute"
+    assert reason == "rate limit: more than 50 messages per minute"
     assert len([m for m in client.messages if m["channel"] == "pong"]) == 5
 
 
 @pytest_twisted.ensureDeferred
 async def test_idle_connection_closed(harness_factory):
-    """A client that sends nothing for idle_timeout_s is closed with 1000 and a reason."""
+    """A client the server sent nothing to for idle_timeout_s is closed with 1000 and a reason."""
     harness = await harness_factory(idle_timeout_s=0.3)
     client = await harness.connect()
     code, reason = await client.closed
-    assert (code, reason) == (1000, "idle timeout: no message for 0.3 s")
+    assert (code, reason) == (1000, "idle timeout: nothing sent for 0.3 s")
 
 
 @pytest_twisted.ensureDeferred
@@ -116,3 +127,132 @@ async def test_stalled_client_is_bounded_and_closed(reactor, harness_factory):
     code, reason = await slow.closed
     assert code == 1008
     assert reason == f"slow consumer: more than {limit} bytes queued"
+
+
+def references(protocols: Any) -> list[weakref.ref[Any]]:
+    """Weak references to each protocol, its transport and its outbox."""
+    return [weakref.ref(o) for p in protocols for o in (p, p.transport, p.outbox)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_closed_connections_are_freed_across_a_freeze(reactor, harness_factory):
+    """Connections alive at a gc.freeze() (gc_policy does one a minute) are freed once
+    closed: nothing but reference counting may be needed to free a protocol."""
+    harness = await harness_factory()
+    for _round in range(2):
+        clients = [await harness.connect() for _ in range(10)]
+        for client in clients:
+            client.send({"method": "subscribe", "subscription": {"type": "l4Book", "coin": "BTC"}})
+            await client.channel("l4Book")
+        refs = references(harness.registry.connections)
+        assert len(refs) == 30
+        gc.collect()
+        gc.freeze()
+        try:
+            for client in clients:
+                client.sendClose()
+            for client in clients:
+                await client.closed
+            await until(reactor, lambda: not harness.registry.connections)
+            await until(reactor, lambda: all(ref() is None for ref in refs))  # noqa: B023
+        finally:
+            gc.unfreeze()
+        harness.clients.clear()
+
+
+# -- in memory (StringTransport, task.Clock) ---------------------------------------
+
+
+class SocketBuffer(WriteLog):
+    """A transport that pauses its producer once ``size`` bytes wait unread."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if len(self.value()) > self.size and self.producer is not None:
+            self.producer.pauseProducing()
+
+
+def l4_books(orders: int) -> Books:
+    """small_books plus ``orders`` BTC bids (an L4 snapshot of ~200 bytes per order)."""
+    books = small_books(height=None)
+    books.load_orders(
+        "BTC",
+        "B",
+        [(f"0x{i:040x}", order(100 + i, "B", f"{90 - i * 0.001:.3f}", "1")) for i in range(orders)],
+    )
+    books.set_height(100, 1_700_000_000_000)
+    return books
+
+
+def test_stalled_l4_client_counts_its_snapshot_and_is_closed():
+    """The unsent rest of an L4 snapshot counts against max_queued_bytes; trades that
+    arrive on top of it close the client (1008); what it held is given back."""
+    server = MemoryServer(books=l4_books(3000), max_queued_bytes=1 << 20)
+    client = server.connect()
+    buffer = SocketBuffer(CHUNK_BYTES)  # the client reads nothing more
+    client.protocol.outbox.transport = buffer
+    client.protocol.transport = buffer
+    outbox = client.protocol.outbox
+    buffer.registerProducer(outbox, True)
+    client.send({"method": "subscribe", "subscription": {"type": "l4Book", "coin": "BTC"}})
+    client.send({"method": "subscribe", "subscription": {"type": "trades", "coin": "BTC"}})
+    snapshot = server.registry.current_message(
+        Subscription("l4Book", "BTC"), CHANNEL_ENVELOPE
+    ).frame(None)
+    assert len(snapshot) > 500_000
+    assert outbox.paused
+    assert outbox.queued_bytes > len(snapshot) - 2 * CHUNK_BYTES
+    blocks = 0
+    while outbox.on_overflow is not None and blocks < 1000:
+        blocks += 1
+        server.registry.block_applied(trades_result(1000 + blocks, 50))
+        assert outbox.queued_bytes <= 1 << 20
+    assert server.counter("orderbook_ws_slow_clients_closed_total") == 1
+    assert blocks < (1 << 20) // (50 * 200)  # the snapshot's rest counted: closed early
+    assert outbox.held <= 1  # only the frame in progress (shared bytes) is kept
+    server.clock.advance(5.5)  # the closing handshake's deadline, on the Clock
+    assert buffer.disconnecting
+    client.lose()
+    assert outbox.held == 0 and outbox.queued_bytes == 0
+    assert client.protocol.outbox is None
+
+
+def test_reading_client_gets_a_big_snapshot_in_chunks():
+    """A client that reads receives the whole snapshot, then later frames, intact."""
+    server = MemoryServer(books=l4_books(3000), max_queued_bytes=64 * 1024)
+    client = server.connect(compression=True)
+    client.send({"method": "subscribe", "subscription": {"type": "l4Book", "coin": "BTC"}})
+    client.send({"method": "ping"})
+    echo, snapshot, pong = client.messages()
+    assert echo["channel"] == "subscriptionResponse" and pong == {"channel": "pong"}
+    assert len(snapshot["data"]["Snapshot"]["levels"][0]) == 3002  # 2 + 3000 bids
+
+
+def test_rate_bucket_starts_small():
+    """A new connection may send a tenth of messages_per_minute at once, not all of it."""
+    server = MemoryServer(messages_per_minute=2000)
+    client = server.connect()
+    for _ in range(201):
+        client.send({"method": "ping"})
+    assert client.channels().count("pong") == 200
+    assert client.close_frame() == (1008, "rate limit: more than 2000 messages per minute")
+
+
+def test_max_views_refuses_a_new_view_with_an_error():
+    """Past max_views distinct views a subscribe to a new one gets an error; existing
+    views still take subscribers; /metrics counts views and refusals."""
+    server = MemoryServer(max_views=2)
+    first, second = server.connect(), server.connect()
+    for sub in (L2_BTC, {"type": "bbo", "coin": "BTC"}, {"type": "bbo", "coin": "ETH"}):
+        first.send({"method": "subscribe", "subscription": sub})
+    assert [m["data"] for m in first.messages() if m["channel"] == "error"] == [
+        "Too many distinct views on this server (max_views 2): subscribe to one already in use"
+    ]
+    second.send({"method": "subscribe", "subscription": L2_BTC})
+    assert second.channels() == ["subscriptionResponse", "l2Book"]
+    assert server.counter("orderbook_ws_views_refused_total") == 1
+    assert "orderbook_ws_views 2" in server.metrics.render()

@@ -1,12 +1,16 @@
-"""The JSON API over real TLS connections on 127.0.0.1 (autobahn clients)."""
+"""The JSON API over real TLS connections on 127.0.0.1 (autobahn clients), and
+in memory (StringTransport, task.Clock) for timers and write batching."""
 
 from __future__ import annotations
 
 import msgspec
+import pytest
 import pytest_twisted
 
+from orderbook.book.books import Books
 from orderbook.book.events import Block, BookDiff, DiffBody, NewDiff, OrderStatus
-from tests.server.harness import order
+from tests.server.harness import order, small_books
+from tests.server.memory import MemoryServer
 
 L2_BTC = {"type": "l2Book", "coin": "BTC"}
 
@@ -299,3 +303,162 @@ async def test_all_mids_dex_errors_are_replies(harness_factory):
     assert harness.registry.subscription_count() == 0
     client.send({"method": "ping"})
     await client.channel("pong")
+
+
+# -- in memory (StringTransport, task.Clock) ---------------------------------------
+
+
+@pytest.fixture
+def memory():
+    """``memory(**websocket_settings)``: an in-memory server; connections lost after."""
+    made: list[MemoryServer] = []
+
+    def make(**kwargs):
+        made.append(MemoryServer(**kwargs))
+        return made[-1]
+
+    yield make
+    for server in made:
+        server.close_all()
+
+
+def deep_books(levels: int = 30) -> Books:
+    """small_books plus ``levels`` more bid levels of BTC."""
+    books = small_books(height=None)
+    books.load_orders(
+        "BTC",
+        "B",
+        [(f"0x{i:040x}", order(100 + i, "B", f"{90 - i}.0", "1")) for i in range(levels)],
+    )
+    books.set_height(100, 1_700_000_000_000)
+    return books
+
+
+def test_idle_rule_counts_what_the_server_sends(memory):
+    """A silent subscriber of a busy feed stays; 60 s after the last frame sent, 1000."""
+    server = memory(idle_timeout_s=60)
+    client = server.connect()
+    client.send({"method": "subscribe", "subscription": L2_BTC})
+    for height in range(101, 111):  # a block that changes the view every 10 s
+        server.clock.advance(10)
+        side, px = ("A", "100.5") if height % 2 else ("B", "100.2")
+        server.registry.block_applied(
+            server.books.apply_block(new_order_block(height, height, side, px, "1"))
+        )
+    assert client.close_frame() is None  # 100 s without a client message
+    server.clock.advance(59.9)
+    assert client.close_frame() is None
+    server.clock.advance(0.2)
+    assert client.close_frame() == (1000, "idle timeout: nothing sent for 60 s")
+    assert server.counter("orderbook_ws_connections_rejected_total", "idle") == 1
+
+
+def test_pong_and_responses_keep_a_quiet_connection(memory):
+    """On a quiet feed, {"method":"ping"} every 50 s keeps the connection: pong is a frame sent."""
+    server = memory(idle_timeout_s=60)
+    client = server.connect()
+    client.send({"method": "subscribe", "subscription": {"type": "trades", "coin": "BTC"}})
+    for _ in range(5):
+        server.clock.advance(50)
+        client.send({"method": "ping"})
+    assert client.channels() == ["subscriptionResponse"] + ["pong"] * 5
+    server.clock.advance(61)
+    assert client.close_frame() == (1000, "idle timeout: nothing sent for 60 s")
+
+
+def test_websocket_pongs_count_as_sent_and_pings_do_not(memory):
+    """A client pinging at the WebSocket level gets pongs: it stays. The server's own
+    pings (answered) do not keep a connection it sends nothing else to."""
+    server = memory(idle_timeout_s=60, auto_ping_interval_s=20, auto_ping_timeout_s=10)
+    pinging, silent = server.connect(), server.connect()
+    for _ in range(6):
+        server.clock.advance(25)
+        pinging.send_frame(0x9, b"hi")
+        for client in (pinging, silent):
+            for opcode, payload in client.read():
+                if opcode == 0x9:
+                    client.send_frame(0xA, payload)
+    assert pinging.close_frame() is None
+    assert (0xA, b"hi") in pinging.frames
+    assert silent.close_frame() == (1000, "idle timeout: nothing sent for 60 s")
+
+
+def test_websocket_pings_drop_a_dead_peer(memory):
+    """A peer that answers no WebSocket ping is dropped after interval + timeout."""
+    server = memory(idle_timeout_s=0, auto_ping_interval_s=20, auto_ping_timeout_s=10)
+    client = server.connect()
+    server.clock.advance(20.5)
+    assert [op for op, _ in client.read()] == [0x9]  # the ping
+    assert not client.transport.disconnecting
+    server.clock.advance(10.5)
+    assert client.transport.disconnecting
+
+
+def test_fast_l2book_has_five_levels(memory):
+    """The official ``fast: true`` flag means nLevels 5 (unless given), sent every block."""
+    server = memory()
+    server.books = deep_books()
+    server.registry.books = server.books
+    client = server.connect()
+    fast = {"type": "l2Book", "coin": "BTC", "fast": True}
+    client.send({"method": "subscribe", "subscription": fast})
+    echo, book = client.messages()
+    assert echo["data"]["subscription"] == fast
+    assert len(book["data"]["levels"][0]) == 5
+    client.send({"method": "subscribe", "subscription": {**fast, "nLevels": 8}})
+    assert len(client.messages()[1]["data"]["levels"][0]) == 8
+    client.send({"method": "unsubscribe", "subscription": {**L2_BTC, "nLevels": 5}})
+    assert client.messages()[0]["channel"] == "subscriptionResponse"
+    client.send({"method": "subscribe", "subscription": {**fast, "fast": "yes"}})
+    assert client.messages() == [
+        {"channel": "error", "data": "Invalid subscription: fast must be true, false or null"}
+    ]
+
+
+@pytest.mark.parametrize("dex", [5, [1], {"a": 1}, True])
+def test_all_mids_post_with_bad_dex_is_an_error_reply(memory, dex):
+    """allMids post with a non-string dex: an error reply, and the connection keeps working."""
+    server = memory()
+    client = server.connect()
+    payload = {"type": "allMids", "dex": dex}
+    client.send({"method": "post", "id": 3, "request": {"type": "info", "payload": payload}})
+    client.send({"method": "ping"})
+    post, pong = client.messages()
+    assert post["data"] == {
+        "id": 3,
+        "response": {"type": "error", "payload": "Invalid subscription: dex must be a string"},
+    }
+    assert pong == {"channel": "pong"}
+
+
+def test_block_frames_arrive_in_one_write_in_order(memory):
+    """Per block, one transport.write per client holds all its frames, in publishing order."""
+    server = memory()
+    clients = [server.connect(), server.connect(compression=True)]
+    subs = (L2_BTC, {"type": "bbo", "coin": "BTC"}, {"type": "trades", "coin": "BTC"})
+    for client in clients:
+        for sub in subs:
+            client.send({"method": "subscribe", "subscription": sub})
+        client.read()
+        client.transport.writes.clear()
+    for height in (101, 102, 103):
+        px = f"{100 + (height - 100) / 10:.1f}"  # a better bid each block: l2Book and bbo change
+        result = server.books.apply_block(new_order_block(height, height, "B", px, "1"))
+        result.trades["BTC"] = [{"coin": "BTC", "tid": height, "time": height}]
+        server.registry.block_applied(result)
+    for client in clients:
+        assert len(client.transport.writes) == 3
+        seen = [m for m in client.messages()]
+        assert [m["channel"] for m in seen] == ["l2Book", "bbo", "trades"] * 3
+        heights = [m["data"]["height"] for m in seen if m["channel"] != "trades"]
+        assert heights == [101, 101, 102, 102, 103, 103]
+        assert [m["data"][0]["tid"] for m in seen if m["channel"] == "trades"] == [101, 102, 103]
+
+
+def test_one_request_one_write(memory):
+    """A subscribe's response and current view go out in one write."""
+    server = memory()
+    client = server.connect()
+    client.send({"method": "subscribe", "subscription": L2_BTC})
+    assert len(client.transport.writes) == 1
+    assert client.channels() == ["subscriptionResponse", "l2Book"]

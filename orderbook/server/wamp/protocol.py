@@ -21,8 +21,9 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from orderbook.config import WebSocketSettings
-from orderbook.feed.frames import Outbox, OutgoingMessage
+from orderbook.feed.frames import OutgoingMessage
 from orderbook.feed.registry import Registry
+from orderbook.server.outbox import Outbox
 from orderbook.server.protocol import FeedFactory, FeedProtocol
 from orderbook.server.site import protocol_options
 from orderbook.server.wamp.auth import upgrade_token
