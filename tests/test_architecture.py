@@ -1,4 +1,4 @@
-"""The import rules of README's architecture: server -> feed -> book <- node.
+"""The import rules of docs/architecture.rst: server -> feed -> book <- node.
 
 The book imports nothing of Twisted or autobahn; feed does not reach into
 server or node, and knows no transports or autobahn (the send path is

@@ -67,7 +67,7 @@ def _deep(text: str) -> tuple[str, int]:
 
 
 def parser() -> argparse.ArgumentParser:
-    """The command line (documented in README.rst, "Node simulator")."""
+    """The command line (documented in docs/simulator.rst)."""
     p = argparse.ArgumentParser(prog="python -m orderbook.sim", description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", type=Path, required=True, help="where the node_* directories go")
     p.add_argument(

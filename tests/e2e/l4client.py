@@ -1,4 +1,4 @@
-"""A client-side L4 book, rebuilt exactly as README's "Keeping an L4 book" says.
+"""A client-side L4 book, rebuilt exactly as docs/client-api.rst ("Keeping an L4 book") says.
 
 Independent of orderbook.book on purpose: it is what a client would write
 from the documentation, so the end-to-end tests check the server against the

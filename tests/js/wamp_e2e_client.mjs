@@ -4,7 +4,7 @@
 //
 // Joins, subscribes to orderbook.l2book/trades/bbo.<COIN> and orderbook.l4book.<L4COIN>
 // for each L4COIN, THEN calls orderbook.l4book.snapshot for each L4COIN and every other
-// procedure. It keeps an L4 book per L4COIN as README "Keeping an L4 book" says: updates
+// procedure. It keeps an L4 book per L4COIN as docs/client-api.rst ("Keeping an L4 book") says: updates
 // at or below the snapshot height are dropped, the rest applied in height order; an event
 // with kwargs {"part": "Snapshot"} replaces the book. Updates are HELD, not applied, until
 // the test asks for a height, so that every book stops at exactly that height.
