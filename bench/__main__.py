@@ -37,6 +37,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--parts", default="e2e,baseline", help="e2e, baseline (comma list)")
     parser.add_argument("--clients", default="100,1000")
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument(
+        "--balance", default="reuseport", help="reuseport, shared (comma list; workers > 1)"
+    )
     parser.add_argument("--seconds", type=float, default=20.0, help="measured window per run")
     parser.add_argument("--scale", type=float, default=0.2, help="simulator load per block")
     parser.add_argument("--json", type=Path, help="write every figure to this file")
@@ -51,16 +54,17 @@ def run_e2e(args: argparse.Namespace) -> list[dict]:
     rows = []
     for clients in numbers(args.clients):
         for workers in numbers(args.workers):
-            result = e2e.as_dict(e2e.run(clients, workers, args.seconds, args.scale))
-            rows.append(result)
-            print(e2e_line(result), flush=True)
+            for balance in args.balance.split(",") if workers > 1 else ["reuseport"]:
+                run = e2e.run(clients, workers, args.seconds, args.scale, balance=balance)
+                rows.append(e2e.as_dict(run))
+                print(e2e_line(rows[-1]), flush=True)
     return rows
 
 
 def e2e_line(r: dict) -> str:
     lat = r["latency_ms"]
     return (
-        f"e2e      clients={r['clients']:5d} workers={r['workers']} "
+        f"e2e      clients={r['clients']:5d} workers={r['workers']} {r['balance']:9s} "
         f"blocks/s={r['blocks_per_s']:5.1f} delivered={r['delivered_per_s']:7.0f} msg/s "
         f"cpu={r['server_cpu_us_per_msg']:6.2f} us/msg ({r['server_cpu_cores']:.2f} cores) "
         f"latency p50={lat.get('p50', '-')} p99={lat.get('p99', '-')} max={lat.get('max', '-')} ms "

@@ -135,7 +135,11 @@ class Probe:
         self.closed = 0
 
     async def connection(self, port: int, opened: asyncio.Event) -> None:
-        reader, _writer = await open_feed(port, deflate=False)
+        try:
+            reader, _writer = await open_feed(port, deflate=False)
+        except (OSError, ConnectionError) as exc:
+            print(f"probe: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
         opened.set()
         try:
             while True:

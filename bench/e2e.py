@@ -42,6 +42,7 @@ class Result:
     clients: int
     workers: int
     seconds: float
+    balance: str = "reuseport"
     blocks_per_s: float = 0.0
     delivered_per_s: float = 0.0
     server_cpu_us_per_msg: float = 0.0
@@ -158,13 +159,19 @@ class Child:
 
 
 def server_config(
-    workdir: Path, data_dir: Path, info_url: str, port: int, clients: int, workers: int
+    workdir: Path,
+    data_dir: Path,
+    info_url: str,
+    port: int,
+    clients: int,
+    workers: int,
+    balance: str = "reuseport",
 ) -> Path:
     from orderbook.config import ServerSettings
 
     workers_line = ""
     if "workers" in getattr(ServerSettings, "__dataclass_fields__", {}):
-        workers_line = f"workers = {workers}\n"
+        workers_line = f"workers = {workers}\nbalance = {balance}\n"
     elif workers != 1:
         raise SystemExit("this checkout has no [server] workers: run with --workers 1")
     config = workdir / "bench.ini"
@@ -174,7 +181,8 @@ def server_config(
         f"[tls]\ncertificate = {workdir / 'cert.pem'}\nprivate_key = {workdir / 'key.pem'}\n"
         "self_signed = yes\n\n"
         f"[server]\nlisten = ssl:{port}:interface=127.0.0.1\n{workers_line}\n"
-        f"[websocket]\ncompression = on\nmax_connections = {clients + 100}\n\n"
+        f"[websocket]\ncompression = on\nmax_connections = {clients + 100}\n"
+        "max_connections_per_ip = 0\n\n"  # every load client is 127.0.0.1
         "[log]\nlevel = warn\n"
     )
     return config
@@ -221,7 +229,14 @@ def counts(children: list[Child]) -> tuple[float, list[int], int]:
     return stamp, frames, closed
 
 
-def run(clients: int, workers: int, seconds: float, scale: float, warmup_s: float = 5.0) -> Result:
+def run(
+    clients: int,
+    workers: int,
+    seconds: float,
+    scale: float,
+    warmup_s: float = 5.0,
+    balance: str = "reuseport",
+) -> Result:
     """One measured run; every process it starts is stopped before it returns."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     data_dir = workdir / "hl" / "data"
@@ -247,7 +262,7 @@ def run(clients: int, workers: int, seconds: float, scale: float, warmup_s: floa
         children.append(sim)
         info_url = re.search(r"info=(\S+)", sim.wait_for("simulator ready")).group(1)
         port = free_port()
-        config = server_config(workdir, data_dir, info_url, port, clients, workers)
+        config = server_config(workdir, data_dir, info_url, port, clients, workers, balance)
         with open(workdir / "twistd.log", "wb") as log:  # the child keeps its own descriptor
             server = subprocess.Popen(
                 [
@@ -281,13 +296,13 @@ def run(clients: int, workers: int, seconds: float, scale: float, warmup_s: floa
         children.append(probe)
         probe.wait_for("ready")
         time.sleep(warmup_s)  # a bench, not a test: a fixed warm-up window is the point
-        height0 = metric_values(port, "orderbook_node_height").get("all", 0)
+        height0 = max(metric_values(port, "orderbook_node_height").values(), default=0)
         cpu0, (t0, frames0, _) = process_cpu_s(server.pid), counts(loads + [probe])
         time.sleep(seconds)
         cpu1, (t1, frames1, closed) = process_cpu_s(server.pid), counts(loads + [probe])
-        height1 = metric_values(port, "orderbook_node_height").get("all", 0)
+        height1 = max(metric_values(port, "orderbook_node_height").values(), default=0)
         records = json.loads(probe.ask("dump"))
-        result = Result(clients=clients, workers=workers, seconds=round(t1 - t0, 2))
+        result = Result(clients, workers, round(t1 - t0, 2), balance)
         delivered = sum(frames1) - sum(frames0)
         per_connection = [b - a for a, b in zip(frames0, frames1, strict=False)]
         result.blocks_per_s = round((height1 - height0) / (t1 - t0), 2)
