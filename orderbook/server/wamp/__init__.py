@@ -8,7 +8,9 @@ envelope.py    one EVENT per topic and block, shared by every subscriber
 procedures.py  the callable procedures (l2book.get, l4book.snapshot, ...)
 parts.py       an L4 snapshot in parts of at most 1 MiB
 calls.py       a result in parts, paced by the client's reading
-session.py     WampHub and WampSession: the broker/dealer side of one client
+session.py     WampHub, and WampSession: one client's session (join, dispatch, end)
+broker.py      a session's topics: subscribe, unsubscribe; the registry's Client
+dealer.py      a session's calls: results at once or in parts, cancel
 protocol.py    the WebSocket protocol and factory that carry a WampSession
 publisher.py   CrossbarPublisher: joins a Crossbar.io router, publishes there
 crossbar.py    CrossbarSession: the publisher's session on the router

@@ -37,7 +37,6 @@ subscriber that asks ``get_retained`` gets the topic's current view at once
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -47,32 +46,25 @@ from autobahn.wamp.role import RoleBrokerFeatures, RoleDealerFeatures
 from twisted.logger import Logger
 
 from orderbook.feed.frames import OutgoingMessage
-from orderbook.feed.subscriptions import COIN_CHANNELS, Subscription, SubscriptionError
+from orderbook.feed.subscriptions import Subscription
 from orderbook.metrics import Metrics
 from orderbook.server.wamp import auth, wire
 from orderbook.server.wamp.auth import AUTH_DISABLED, TokenChecker
+from orderbook.server.wamp.broker import Broker
 from orderbook.server.wamp.calls import Link, ResultInParts
+from orderbook.server.wamp.dealer import Dealer
 from orderbook.server.wamp.envelope import WampEnvelope
 from orderbook.server.wamp.errors import (
-    CANCELED,
     CLOSE_NORMAL,
     GOODBYE_AND_OUT,
-    INTERNAL_ERROR,
-    INVALID_ARGUMENT,
     INVALID_URI,
     NO_SUCH_REALM,
-    NO_SUCH_REGISTRATION,
-    NO_SUCH_SUBSCRIPTION,
-    NOT_AUTHORIZED,
     PROTOCOL_VIOLATION,
     SYSTEM_SHUTDOWN,
-    TOO_MANY_CALLS,
-    TOO_MANY_SUBSCRIPTIONS,
     SessionAbort,
     WampError,
 )
 from orderbook.server.wamp.procedures import Procedures
-from orderbook.server.wamp.uri import InvalidTopic, parse_topic
 
 SUBPROTOCOL = "wamp.2.json"
 
@@ -80,9 +72,6 @@ _ROLES = {
     "broker": RoleBrokerFeatures(event_retention=True, subscription_revocation=True),
     "dealer": RoleDealerFeatures(progressive_call_results=True, call_canceling=True),
 }
-# Calls answering in parts at once per session: each holds its encoded parts
-# (a 16 MB snapshot) until the client has read them.
-MAX_CALLS_IN_PARTS = 4
 
 
 # -- the router side of one connection -------------------------------------------------
@@ -143,10 +132,13 @@ class WampHub:
 
 
 class WampSession:
-    """The router side of one client session; the registry's Client for its topics.
+    """The router side of one client session: joining, dispatch, errors, ending.
 
     States: ``hello`` (waiting for HELLO), ``challenged`` (waiting for the ticket),
-    ``open`` (joined), ``closed``.
+    ``open`` (joined), ``closed``. In an open session, SUBSCRIBE/UNSUBSCRIBE/PUBLISH
+    go to its :class:`~orderbook.server.wamp.broker.Broker` (the feed registry's
+    Client for its topics), CALL/CANCEL/REGISTER/UNREGISTER to its
+    :class:`~orderbook.server.wamp.dealer.Dealer`.
     """
 
     _log = Logger()
@@ -164,12 +156,24 @@ class WampSession:
         self.link = link
         self._close = close
         self.peer = peer
-        self.envelope = hub.envelope
         self.state = "hello"
         self.session_id = 0
-        self.topics: dict[int, Subscription] = {}  # subscription id -> topic
-        self.calls: dict[int, ResultInParts] = {}  # request id -> result going out in parts
         self._authid: str | None = None
+        self.broker = Broker(hub, link, self._send)
+        self.dealer = Dealer(hub, link, self._send)
+        self.topics: dict[int, Subscription] = self.broker.topics  # subscription id -> topic
+        self.calls: dict[int, ResultInParts] = self.dealer.calls  # request id -> parts
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            message.Subscribe: self.broker.subscribe,
+            message.Unsubscribe: self.broker.unsubscribe,
+            message.Publish: self.broker.publish,
+            message.Call: self.dealer.call,
+            message.Cancel: self.dealer.cancel,
+            message.Register: self.dealer.register,
+            message.Unregister: self.dealer.unregister,
+            message.Goodbye: self._goodbye,
+            message.Abort: self._client_abort,
+        }
 
     # -- input ------------------------------------------------------------------
     def on_message(self, payload: bytes, is_binary: bool) -> None:
@@ -203,13 +207,13 @@ class WampSession:
         if self.state == "challenged":
             self._authenticate(_expect(msg, message.Authenticate))
             return
-        handler = _HANDLERS.get(type(msg))
+        handler = self._handlers.get(type(msg))
         if handler is None:
             raise SessionAbort(
                 PROTOCOL_VIOLATION, f"{type(msg).__name__.upper()} is not valid in an open session"
             )
         try:
-            handler(self, msg)
+            handler(msg)
         except WampError as exc:
             self._error(msg, exc.uri, str(exc))
 
@@ -250,130 +254,13 @@ class WampSession:
             method=authmethod,
         )
 
-    # -- requests (open session) -----------------------------------------------
-    def _subscribe(self, msg: message.Subscribe) -> None:
-        if msg.match not in (None, "exact"):
-            raise WampError(
-                INVALID_ARGUMENT, f"match policy {msg.match!r} is not offered (exact only)"
-            )
-        sub = _topic(msg.topic)
-        registry = self.hub.registry
-        sub_id = self.envelope.subscription_id(sub)
-        if sub_id is None or self.topics.get(sub_id) != sub:
-            self._check_new(sub)
-            try:
-                registry.subscribe(self, sub)
-            except SubscriptionError as exc:
-                raise WampError(INVALID_URI, str(exc)) from None
-            sub_id = self.envelope.acquire(sub)
-            self.topics[sub_id] = sub
-        self._send(message.Subscribed(msg.request, sub_id))
-        if msg.get_retained and sub.channel not in ("trades", "l4Book"):
-            self._send_retained(sub)
-
-    def _check_new(self, sub: Subscription) -> None:
-        limit = self.hub.registry.ws.max_subscriptions
-        if len(self.topics) >= limit:
-            raise WampError(TOO_MANY_SUBSCRIPTIONS, f"at most {limit} subscriptions per session")
-        if sub.channel in COIN_CHANNELS and not self.hub.registry.known_coin(sub.coin):
-            raise WampError(INVALID_URI, f"unknown coin {sub.coin!r}")
-
-    def _send_retained(self, sub: Subscription) -> None:
-        registry = self.hub.registry
-        if sub.channel != "status" and registry.books.height is None:
-            return
-        data = registry.current_data(sub)
-        self.link.send(self.envelope.retained(sub, data), key=sub, lossless=True)
-
-    def _unsubscribe(self, msg: message.Unsubscribe) -> None:
-        sub = self.topics.pop(msg.subscription, None)
-        if sub is None:
-            raise WampError(NO_SUCH_SUBSCRIPTION, f"no subscription {msg.subscription}")
-        self._forget(sub)
-        self._send(message.Unsubscribed(msg.request))
-
-    def _forget(self, sub: Subscription) -> None:
-        with contextlib.suppress(SubscriptionError):  # the registry may have dropped it
-            self.hub.registry.unsubscribe(self, sub)
-        self.envelope.release(sub)
-
-    def _call(self, msg: message.Call) -> None:
-        procedures = self.hub.procedures
-        parts = self._run(procedures.call_in_parts, msg) if msg.receive_progress else None
-        if parts is None:
-            value = self._run(procedures.call, msg)
-            self.hub.metrics.calls.inc(1, msg.procedure)
-            self._send(message.Result(msg.request, args=[value]))
-            return
-        self._check_calls(msg.request)
-        self.hub.metrics.calls.inc(1, msg.procedure)
-        sender = ResultInParts(self.link, msg.request, parts, self._call_over)
-        self.calls[msg.request] = sender
-        sender.pump()
-
-    def _run(self, function: Callable[..., Any], msg: message.Call) -> Any:
-        """``function(procedure, args, kwargs)``; an unexpected failure is logged and
-        answered ERROR orderbook.error.internal."""
-        try:
-            return function(msg.procedure, msg.args, msg.kwargs)
-        except WampError:
-            raise
-        except Exception:
-            self._log.failure("WAMP call {procedure} failed", procedure=msg.procedure)
-            raise WampError(INTERNAL_ERROR, f"{msg.procedure} failed on the server") from None
-
-    def _check_calls(self, request: int) -> None:
-        if request in self.calls:
-            raise SessionAbort(PROTOCOL_VIOLATION, f"request id {request} is still in progress")
-        if len(self.calls) >= MAX_CALLS_IN_PARTS:
-            raise WampError(
-                TOO_MANY_CALLS,
-                f"at most {MAX_CALLS_IN_PARTS} calls returning in parts at once per session",
-            )
-
-    def _call_over(self, sender: ResultInParts) -> None:
-        if self.calls.get(sender.request) is sender:
-            del self.calls[sender.request]
-
-    def _publish(self, msg: message.Publish) -> None:
-        if msg.acknowledge:
-            raise WampError(NOT_AUTHORIZED, "clients may not publish here")
-        self.hub.metrics.errors.inc(1, NOT_AUTHORIZED)
-
-    def _register(self, msg: message.Register) -> None:
-        raise WampError(NOT_AUTHORIZED, "clients may not register procedures here")
-
-    def _unregister(self, msg: message.Unregister) -> None:
-        raise WampError(NO_SUCH_REGISTRATION, f"no registration {msg.registration}")
-
-    def _cancel(self, msg: message.Cancel) -> None:
-        """Stop a result still going out in parts (others are answered at once)."""
-        sender = self.calls.get(msg.request)
-        if sender is None:
-            return
-        sender.stop()
-        text = f"call cancelled after {sender.sent} parts"
-        self._send(message.Error(message.Call.MESSAGE_TYPE, msg.request, CANCELED, args=[text]))
-
+    # -- ending ------------------------------------------------------------------
     def _goodbye(self, msg: message.Goodbye) -> None:
         self._send(message.Goodbye(GOODBYE_AND_OUT))
         self._end(CLOSE_NORMAL, "goodbye")
 
     def _client_abort(self, msg: message.Abort) -> None:
         self._end(CLOSE_NORMAL, "aborted by client")
-
-    # -- Client interface for the feed registry -----------------------------------
-    def deliver(self, sub: Subscription, msg: OutgoingMessage) -> int:
-        """Send one EVENT built by the envelope."""
-        return self.link.send(msg, key=sub, lossless=sub.lossless)
-
-    def subscription_failed(self, sub: Subscription, text: str) -> None:
-        """The registry revoked ``sub``: UNSUBSCRIBED with the subscription and reason."""
-        sub_id = self.envelope.subscription_id(sub)
-        if sub_id is None or self.topics.pop(sub_id, None) is None:
-            return
-        self.envelope.release(sub)
-        self._send(message.Unsubscribed(0, subscription=sub_id, reason=INVALID_URI))
 
     # -- output and ending --------------------------------------------------------
     def _send(self, msg: message.Message) -> None:
@@ -414,24 +301,8 @@ class WampSession:
             return
         self.state = "closed"
         self.hub.sessions.discard(self)
-        for sender in list(self.calls.values()):
-            sender.stop()
-        for sub in self.topics.values():
-            self._forget(sub)
-        self.topics.clear()
-
-
-_HANDLERS: dict[type, Callable[[WampSession, Any], None]] = {
-    message.Subscribe: WampSession._subscribe,
-    message.Unsubscribe: WampSession._unsubscribe,
-    message.Call: WampSession._call,
-    message.Publish: WampSession._publish,
-    message.Register: WampSession._register,
-    message.Unregister: WampSession._unregister,
-    message.Cancel: WampSession._cancel,
-    message.Goodbye: WampSession._goodbye,
-    message.Abort: WampSession._client_abort,
-}
+        self.dealer.stop_all()
+        self.broker.leave_all()
 
 
 def _expect(msg: message.Message, cls: type[Any]) -> Any:
@@ -439,10 +310,3 @@ def _expect(msg: message.Message, cls: type[Any]) -> Any:
         name = cls.__name__.upper()
         raise SessionAbort(PROTOCOL_VIOLATION, f"expected {name}, got {type(msg).__name__}")
     return msg
-
-
-def _topic(uri: str) -> Subscription:
-    try:
-        return parse_topic(uri)
-    except InvalidTopic as exc:
-        raise WampError(INVALID_URI, str(exc)) from None
