@@ -7,24 +7,8 @@ block. Each stream waits only for its own earlier writes, so when blocks come
 back to back a block's statuses trail the next block's diffs.
 :meth:`SimulatorService.make_block` called directly writes at once.
 
-Fault switches (:meth:`SimulatorService.fault`, also ``POST /control``)::
-
-    {"fault": "stall", "seconds": 3}          no blocks for 3 s (the node hangs)
-    {"fault": "gap"}                          block N+1 is made but never written
-    {"fault": "garbage", "stream": "diffs"}   a non-JSON line before the next line
-    {"fault": "truncated", "stream": "statuses"}  the next line is cut short
-    {"fault": "absurd_height", "stream": "diffs", "ahead": 1000000}
-                                              the next line's block number is far off
-    {"fault": "delete_old"}                   delete all hourly files but the current ones
-    {"fault": "restart", "seconds": 0}        the node dies mid-line while writing the
-                                              next block, pauses, then appends after
-                                              the partial line; book and heights go on
-    {"fault": "snapshot_error", "status": 500, "count": 1}
-    {"fault": "snapshot_timeout", "count": 1} the next snapshot request never gets an answer
-    {"fault": "snapshot_truncated", "count": 1}  the snapshot file is cut short, answer 200
-    {"fault": "clear"}                        drop pending faults, end a stall
-
-``stream`` is one of statuses, diffs, fills (default diffs).
+Fault switches: :meth:`SimulatorService.fault` (also ``POST /control``), see
+:mod:`orderbook.sim.faults`.
 """
 
 from __future__ import annotations
@@ -44,22 +28,11 @@ from twisted.internet.interfaces import IDelayedCall, IListeningPort
 from twisted.logger import Logger
 
 from orderbook.sim.exchange import Exchange
+from orderbook.sim.faults import FAULTS, FaultSwitchboard
 from orderbook.sim.info import SnapshotFaults, make_site
-from orderbook.sim.writer import ABSURD_AHEAD, STREAMS, Clock, NodeWriter, ScaledClock, Write
+from orderbook.sim.writer import Clock, NodeWriter, ScaledClock, Write
 
-FAULTS = (
-    "stall",
-    "gap",
-    "garbage",
-    "truncated",
-    "absurd_height",
-    "delete_old",
-    "restart",
-    "snapshot_error",
-    "snapshot_timeout",
-    "snapshot_truncated",
-    "clear",
-)
+__all__ = ["FAULTS", "InfoPortError", "SimulatorService"]
 
 BLOCK_LATENCY_NS = 250_000_000
 """How long after ``block_time`` the simulated node writes a block."""
@@ -80,15 +53,6 @@ class InfoPortError(CannotListenError):
             f"simulator info server: cannot listen on {self.interface}:{self.port}: {reason} "
             "(is a node with --serve-info running? change [simulator] info_port)"
         )
-
-
-def _number(spec: dict[str, Any], key: str, default: float, low: float = 0) -> float:
-    value = spec.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
-        raise ValueError(
-            f"fault {spec.get('fault')!r}: {key} must be a number >= {low}, got {value!r}"
-        )
-    return value
 
 
 class SimulatorService(Service):
@@ -146,6 +110,7 @@ class SimulatorService(Service):
             self.data_dir, mode, clock=clock, seed=seed, split_probability=split_probability
         )
         self.snapshot_faults = SnapshotFaults()
+        self.faults = FaultSwitchboard(self)
         self.blocks_produced = 0
         self.done: Deferred[int] = Deferred()
         self._rng = random.Random(f"service-{seed}")
@@ -302,81 +267,26 @@ class SimulatorService(Service):
         while self._pending:
             self.writer.write(heapq.heappop(self._pending)[2])
 
-    # -- faults -----------------------------------------------------------
+    # -- faults (orderbook.sim.faults) -------------------------------------
 
     def fault(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """Switch on one fault (see the module docstring); raises ValueError if bad."""
-        name = spec.get("fault")
-        if name not in FAULTS:
-            raise ValueError(f"unknown fault {name!r} (expected one of {', '.join(FAULTS)})")
-        result: dict[str, Any] = {"ok": True, "fault": name, "height": self.height}
-        getattr(self, f"_fault_{name}")(spec, result)
-        self._log.info("fault {fault} at height {height}", fault=name, height=self.height)
-        return result
+        """Switch on one fault (see orderbook.sim.faults); raises ValueError if bad."""
+        return self.faults.switch(spec)
 
-    def _fault_stall(self, spec: dict[str, Any], result: dict[str, Any]) -> None:
-        seconds = _number(spec, "seconds", 3.0)
+    def stall(self, seconds: float) -> None:
+        """Make no block for ``seconds`` (the node hangs)."""
         self._stall_until = self._reactor.seconds() + seconds
 
-    def _fault_gap(self, spec: dict[str, Any], result: dict[str, Any]) -> None:
-        self.writer.gap()
-        result["skipped"] = self.height + 1
+    def resume(self) -> None:
+        """End a stall: the next block is due now."""
+        self._stall_until = 0.0
+        if self._call is not None and self._call.active():
+            self._call.reset(0)
 
-    def _stream(self, spec: dict[str, Any]) -> str:
-        stream = spec.get("stream", "diffs")
-        if stream not in STREAMS:
-            raise ValueError(
-                f"fault {spec['fault']!r}: stream must be statuses, diffs or fills, got {stream!r}"
-            )
-        return stream
-
-    def _fault_garbage(self, spec: dict[str, Any], result: dict[str, Any]) -> None:
-        self.writer.garbage(self._stream(spec))
-
-    def _fault_truncated(self, spec: dict[str, Any], result: dict[str, Any]) -> None:
-        self.writer.truncate(self._stream(spec))
-
-    def _fault_delete_old(self, spec: dict[str, Any], result: dict[str, Any]) -> None:
-        result["deleted"] = [str(p) for p in self.writer.delete_old()]
-
-    def _fault_absurd_height(self, spec: dict[str, Any], result: dict[str, Any]) -> None:
-        ahead = spec.get("ahead", ABSURD_AHEAD)
-        if isinstance(ahead, bool) or not isinstance(ahead, int) or ahead == 0:
-            raise ValueError(
-                f"fault 'absurd_height': ahead must be a non-zero integer, got {ahead!r}"
-            )
-        self.writer.absurd_height(self._stream(spec), ahead)
-
-    def _fault_restart(self, spec: dict[str, Any], result: dict[str, Any]) -> None:
-        """Die mid-line while writing the next block, pause ``seconds``, then append again."""
-        seconds = _number(spec, "seconds", 0.0)
+    def crash_next_block(self) -> tuple[Any, tuple[str, Path]]:
+        """Write the next block as a node dying mid-line would: (block, the cut)."""
         self.flush()
         block = self._next_block()
         cut = self.writer.crash(block)
         self.blocks_produced += 1
-        result["cut_height"] = block.height
-        result["cut_stream"] = cut[0] if cut else None
-        result["height"] = self.height
-        if seconds:
-            self._stall_until = self._reactor.seconds() + seconds
-
-    def _fault_snapshot_error(self, spec: dict[str, Any], result: dict[str, Any]) -> None:
-        status = int(_number(spec, "status", 500, low=400))
-        self.snapshot_faults.error_status = status
-        self.snapshot_faults.errors = int(_number(spec, "count", 1, low=1))
-
-    def _fault_snapshot_timeout(self, spec: dict[str, Any], result: dict[str, Any]) -> None:
-        self.snapshot_faults.timeouts = int(_number(spec, "count", 1, low=1))
-
-    def _fault_snapshot_truncated(self, spec: dict[str, Any], result: dict[str, Any]) -> None:
-        self.snapshot_faults.truncated = int(_number(spec, "count", 1, low=1))
-
-    def _fault_clear(self, spec: dict[str, Any], result: dict[str, Any]) -> None:
-        self._stall_until = 0.0
-        if self._call is not None and self._call.active():
-            self._call.reset(0)
-        self.snapshot_faults.errors = 0
-        self.snapshot_faults.timeouts = 0
-        self.snapshot_faults.truncated = 0
-        self.snapshot_faults.release()
-        self.writer.clear_faults()
+        return block, cut
