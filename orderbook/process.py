@@ -38,6 +38,14 @@ def use_twistd_options(options: Mapping[str, Any]) -> None:
     _twistd = options
 
 
+def twistd_logfile(twistd: Mapping[str, Any]) -> str:
+    """Where twistd would log: --logfile, else stdout in the foreground, else twistd.log."""
+    logfile = twistd.get("logfile")
+    if logfile:
+        return logfile
+    return "-" if twistd.get("nodaemon") else "twistd.log"
+
+
 def fail(line: str) -> NoReturn:
     """One line on stderr, no pidfile left, exit code 1."""
     sys.stderr.write(f"orderbook: {line}\n")

@@ -9,7 +9,8 @@ the services into one MultiService, in start order::
     node files -> IngestService -> Books -> feed Registry -> Site(s) on each listen line
 
 Nothing is written or bound before the services start; a start that cannot go
-on (a bad certificate, a port in use) is one line and exit code 1.
+on (a bad certificate, a port in use) is one line and exit code 1
+(orderbook.listening).
 """
 
 from __future__ import annotations
@@ -19,16 +20,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService, MultiService, Service
-from twisted.internet.error import CannotListenError
-from twisted.logger import Logger
+from twisted.application.service import IService, MultiService
 from twisted.python import usage
-from twisted.python.failure import Failure
 
 from orderbook import config, logs, process, tls
 from orderbook.config import ConfigError, NodeSettings, Settings
 from orderbook.gc_policy import GcPolicy
+from orderbook.listening import Startup, listening_service
 from orderbook.workers import environment
 from orderbook.workers.link import WorkerLink
 
@@ -38,9 +36,9 @@ if TYPE_CHECKING:
     from orderbook.book.books import Books
     from orderbook.feed.registry import Registry
     from orderbook.metrics import Metrics
+    from orderbook.server.access import TokenStore
+    from orderbook.server.wamp.protocol import WampFactory
     from orderbook.server.wamp.publisher import CrossbarPublisher
-
-_log = Logger(namespace="orderbook.tap")
 
 Status = Callable[[], dict[str, Any]]
 
@@ -86,15 +84,9 @@ class Options(usage.Options):
             process.fail(f"{self.settings.source}: {exc}")
         if self.parent is not None:
             process.use_twistd_options(self.parent)
-            self.parent["logger"] = logs.use_config(self.settings.log, _logfile(self.parent))
-
-
-def _logfile(twistd: Any) -> str:
-    """Where twistd would log: --logfile, else stdout in the foreground, else twistd.log."""
-    logfile = twistd.get("logfile")
-    if logfile:
-        return logfile
-    return "-" if twistd.get("nodaemon") else "twistd.log"
+            self.parent["logger"] = logs.use_config(
+                self.settings.log, process.twistd_logfile(self.parent)
+            )
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:
@@ -141,7 +133,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         ops = make_ops_site(document, metrics, _ops_tokens(settings, tokens))
         served += [(listen, ops, None) for listen in options.metrics_listens]
     for listen, factory, fd in served:
-        _listening(listen, factory, certificates, reactor, settings, fd).setServiceParent(top)
+        listening_service(
+            listen, factory, certificates, reactor, settings.source, fd
+        ).setServiceParent(top)
     return top
 
 
@@ -173,7 +167,7 @@ def _parent(options: Options, reactor: Any) -> IService:
         settings.server.balance,
         options["config"],
         settings.node,
-        _logfile(options.parent) if options.parent is not None else "-",
+        process.twistd_logfile(options.parent) if options.parent is not None else "-",
         process.fail,
     )
     parent.setServiceParent(top)
@@ -181,7 +175,7 @@ def _parent(options: Options, reactor: Any) -> IService:
     tokens = _tokens(settings, parent.metrics, reload)
     ops = make_ops_site(parent.health, parent, _ops_tokens(settings, tokens))
     for listen in options.metrics_listens:
-        _listening(listen, ops, certificates, reactor, settings).setServiceParent(top)
+        listening_service(listen, ops, certificates, reactor, settings.source).setServiceParent(top)
     return top
 
 
@@ -204,12 +198,12 @@ def _server_view(link: WorkerLink, own: Status) -> Status:
     return document
 
 
-def _ops_tokens(settings: Settings, tokens: Any) -> Any:
+def _ops_tokens(settings: Settings, tokens: TokenStore) -> TokenStore | None:
     """The tokens /health and /metrics ask for (None: open, [access] protect_metrics = no)."""
     return tokens if settings.access.protect_metrics else None
 
 
-def _tokens(settings: Settings, metrics: Any, reload: process.HangupReload) -> Any:
+def _tokens(settings: Settings, metrics: Metrics, reload: process.HangupReload) -> TokenStore:
     """The access tokens ([access] tokens_file), re-read on SIGHUP."""
     from orderbook.server.access import TokenStore
 
@@ -247,9 +241,9 @@ def _site(
     status: Status,
     reactor: Any,
     top: MultiService,
-    tokens: Any,
+    tokens: TokenStore,
     document: Status,
-    exposition: Any = None,
+    exposition: WorkerLink | None = None,
 ) -> Site:
     """The public Site; a worker's ``document`` and ``exposition`` are the whole server's."""
     from orderbook.server.site import make_site
@@ -271,33 +265,6 @@ def _site(
     )
 
 
-def _listening(
-    listen: tls.Listen,
-    site: Site,
-    certificates: tls.Certificates,
-    reactor: Any,
-    settings: Settings,
-    fd: int | None = None,
-) -> ListeningService:
-    """The service for one listen line (its endpoint string errors are one line).
-
-    A worker accepts on the descriptor ``fd`` its parent bound for this line.
-    """
-    if listen.files is None and tls.is_plaintext(listen.spec) and fd is None:
-        _log.warn("listening on {spec}: plaintext, no TLS", spec=listen.spec)
-    served = None if listen.files is None else certificates.serve(listen.files)
-    try:
-        endpoint = tls.endpoint(reactor, listen, served, adopt_fd=fd)
-    except IndexError:
-        process.fail(
-            f"{settings.source}: [server] listen = {listen.spec}: no such socket was passed "
-            "(LISTEN_FDS/LISTEN_PID from systemd: start it through its .socket unit)"
-        )
-    except (ValueError, TypeError, KeyError, OSError) as exc:
-        process.fail(f"{settings.source}: [server] listen = {listen.spec}: {exc}")
-    return ListeningService(listen, endpoint, site)
-
-
 def _status(ingest: Status, router: CrossbarPublisher | None) -> Status:
     """The /health document: the ingest state, plus the router's when there is one."""
     if router is None:
@@ -317,27 +284,17 @@ def _wamp_factory(
     status: Status,
     reactor: Any,
     top: MultiService,
-    tokens: Any,
-) -> Any:
+    tokens: TokenStore,
+) -> WampFactory | None:
+    """The WAMP factory for the Site ([wamp] enabled), and its shutdown service."""
     if not settings.wamp.enabled:
         return None
     from orderbook.server.wamp.protocol import make_wamp_factory
-    from orderbook.server.wamp.session import WampHub
+    from orderbook.server.wamp.session import WampHub, WampShutdown
 
     hub = WampHub(settings.wamp.realm, feed, books, metrics, status=status, tokens=tokens)
     WampShutdown(hub).setServiceParent(top)
     return make_wamp_factory(hub, settings.websocket, reactor)
-
-
-class WampShutdown(Service):
-    """Say GOODBYE to every WAMP session when the server stops."""
-
-    def __init__(self, hub: Any) -> None:
-        self.hub = hub
-
-    def stopService(self) -> None:
-        super().stopService()
-        self.hub.shutdown()
 
 
 def _router_service(
@@ -348,76 +305,6 @@ def _router_service(
     from orderbook.server.wamp.publisher import CrossbarPublisher
 
     return CrossbarPublisher(settings.wamp, books, metrics, reactor)
-
-
-class ListeningService(StreamServerEndpointService):
-    """Listen on one endpoint; log the bound address; fail startup in one line."""
-
-    def __init__(self, listen: tls.Listen, endpoint: Any, factory: Any) -> None:
-        super().__init__(endpoint, factory)
-        self.listen = listen
-        self.port: Any = None
-
-    def privilegedStartService(self) -> None:
-        Service.privilegedStartService(self)
-        self._waitingForPort = self.endpoint.listen(self.factory)
-        failures: list[Failure] = []
-        self._waitingForPort.addCallbacks(self._listening, failures.append)
-        if failures:  # TCP/TLS listen errors are synchronous: stop before the reactor runs
-            process.fail(f"cannot listen on {self.listen.spec}: {failures[0].getErrorMessage()}")
-
-    def _listening(self, port: Any) -> Any:
-        self.port = port
-        address = port.getHost()
-        _log.info(
-            "listening on {host}:{port} ({scheme})",
-            host=address.host,
-            port=address.port,
-            scheme=self.listen.scheme,
-        )
-        return port
-
-
-class Startup(MultiService):
-    """The top service: a child that cannot bind its port at start is one line, exit 1.
-
-    (The simulator's info port binds in ``privilegedStartService``, or in
-    ``startService`` when started without it: twistd would print a traceback
-    and keep its pidfile.)
-    """
-
-    def privilegedStartService(self) -> None:
-        Service.privilegedStartService(self)
-        for service in self:
-            try:
-                service.privilegedStartService()
-            except CannotListenError as exc:
-                process.fail(_listen_failure(exc, service.name))
-
-    def startService(self) -> None:
-        Service.startService(self)
-        for service in self:
-            try:
-                service.startService()
-            except CannotListenError as exc:
-                process.fail(_listen_failure(exc, service.name))
-
-
-def _listen_failure(exc: CannotListenError, name: str | None) -> str:
-    """The service's own one-line message if it has one, else address, service and reason."""
-    if type(exc).__str__ is not CannotListenError.__str__:
-        return str(exc)  # e.g. the simulator's InfoPortError
-    where = f" ({name})" if name else ""
-    return f"cannot listen on {_address(exc)}{where}: {_reason(exc)}"
-
-
-def _address(exc: CannotListenError) -> str:
-    return f"{exc.interface or '0.0.0.0'}:{exc.port}"
-
-
-def _reason(exc: CannotListenError) -> str:
-    socket_error = exc.socketError
-    return getattr(socket_error, "strerror", None) or str(socket_error)
 
 
 def _simulator_service(settings: Settings) -> IService:

@@ -102,23 +102,3 @@ def test_ssl_string_naming_its_files_is_served_with_tls(tmp_path):
     listening = next(c for c in service if type(c).__name__ == "ListeningService")
     assert isinstance(listening.endpoint, TLSEndpoint)
     assert listening.listen.files.certificate == tmp_path / "c.pem"
-
-
-def test_a_listen_failure_with_its_own_message_keeps_it():
-    """A CannotListenError subclass that phrases itself (the simulator's) is printed as is."""
-    import errno
-
-    from twisted.internet.error import CannotListenError
-
-    class InfoPortError(CannotListenError):
-        def __str__(self) -> str:
-            return "simulator info server: cannot listen on 127.0.0.1:3001: taken"
-
-    taken = OSError(errno.EADDRINUSE, "Address already in use")
-    plain = CannotListenError("127.0.0.1", 3001, taken)
-    assert tap._listen_failure(InfoPortError("127.0.0.1", 3001, taken), "sim") == (
-        "simulator info server: cannot listen on 127.0.0.1:3001: taken"
-    )
-    assert tap._listen_failure(plain, "the simulator's info server") == (
-        "cannot listen on 127.0.0.1:3001 (the simulator's info server): Address already in use"
-    )

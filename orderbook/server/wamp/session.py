@@ -43,6 +43,7 @@ from typing import Any
 from autobahn.util import id as random_id
 from autobahn.wamp import message
 from autobahn.wamp.role import RoleBrokerFeatures, RoleDealerFeatures
+from twisted.application.service import Service
 from twisted.logger import Logger
 
 from orderbook.feed.frames import OutgoingMessage
@@ -129,6 +130,17 @@ class WampHub:
         """Say GOODBYE system_shutdown to every open session."""
         for session in list(self.sessions):
             session.goodbye(SYSTEM_SHUTDOWN)
+
+
+class WampShutdown(Service):
+    """Say GOODBYE to every WAMP session when the server stops."""
+
+    def __init__(self, hub: WampHub) -> None:
+        self.hub = hub
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.hub.shutdown()
 
 
 class WampSession:
