@@ -2,8 +2,11 @@
 
 The book imports nothing of Twisted or autobahn; feed does not reach into
 server or node, and knows no transports or autobahn (the send path is
-server/outbox.py); node does not reach into feed or server; nothing
-imports tap.
+server/outbox.py); node does not reach into feed or server; workers (the
+multi-process parent) use node's snapshot request, config and metrics, never
+book, feed or server; only tap imports workers; the top-level modules
+(config, tls, process, listening, logs, metrics, fixed, gc_policy) import no
+package of orderbook; nothing imports tap.
 (The simulator's own rule is in tests/sim/test_package.py.)
 """
 
@@ -16,13 +19,18 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "orderbook"
 
+PACKAGES = ("book", "feed", "node", "server", "sim", "workers")
+
 RULES = {
     "book": ("twisted", "autobahn", "txaio", "orderbook.node", "orderbook.feed",
-             "orderbook.server", "orderbook.sim", "orderbook.tap"),
+             "orderbook.server", "orderbook.sim", "orderbook.workers", "orderbook.tap"),
     "feed": ("autobahn", "twisted.internet", "orderbook.node", "orderbook.server",
-             "orderbook.sim", "orderbook.tap"),
-    "node": ("orderbook.feed", "orderbook.server", "orderbook.sim", "orderbook.tap"),
-    "server": ("orderbook.node", "orderbook.sim", "orderbook.tap"),
+             "orderbook.sim", "orderbook.workers", "orderbook.tap"),
+    "node": ("orderbook.feed", "orderbook.server", "orderbook.sim", "orderbook.workers",
+             "orderbook.tap"),
+    "server": ("orderbook.node", "orderbook.sim", "orderbook.workers", "orderbook.tap"),
+    "workers": ("orderbook.book", "orderbook.feed", "orderbook.server", "orderbook.sim",
+                "orderbook.tap"),
 }  # fmt: skip
 
 
@@ -54,3 +62,21 @@ def test_nothing_imports_tap():
     for path in PACKAGE.rglob("*.py"):
         if path.name != "tap.py":
             assert "orderbook.tap" not in imported(path), path
+
+
+def test_only_tap_imports_workers():
+    """The multi-process parent is wired by tap; no layer depends on it."""
+    for path in PACKAGE.rglob("*.py"):
+        if path.name != "tap.py" and PACKAGE / "workers" not in path.parents:
+            names = imported(path)
+            assert not any(n.startswith("orderbook.workers") for n in names), path
+
+
+def test_top_level_modules_import_no_package():
+    """config, tls, process, listening, logs, metrics, fixed, gc_policy are the base."""
+    modules = [p for p in PACKAGE.glob("*.py") if p.name not in ("tap.py", "__init__.py")]
+    assert {p.stem for p in modules} >= {"config", "listening", "process", "tls"}
+    forbidden = tuple(f"orderbook.{name}" for name in PACKAGES) + ("orderbook.tap",)
+    for path in modules:
+        for name in imported(path):
+            assert not name.startswith(forbidden), f"{path.name} imports {name}"
