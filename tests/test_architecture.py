@@ -6,7 +6,8 @@ server/outbox.py); node does not reach into feed or server; workers (the
 multi-process parent) use node's snapshot request, config and metrics, never
 book, feed or server; only tap imports workers; the top-level modules
 (config, tls, process, listening, logs, metrics, fixed, gc_policy) import no
-package of orderbook; nothing imports tap.
+package of orderbook; nothing imports tap; the module map of the docs names
+every module.
 (The simulator's own rule is in tests/sim/test_package.py.)
 """
 
@@ -80,3 +81,34 @@ def test_top_level_modules_import_no_package():
     for path in modules:
         for name in imported(path):
             assert not name.startswith(forbidden), f"{path.name} imports {name}"
+
+
+def mapped_modules(page: str) -> set[str]:
+    """The files the module map of docs/architecture.rst names, as paths under orderbook/."""
+    block = page.split("Module map\n==========\n", 1)[1]
+    stack: list[tuple[int, str]] = []
+    found: set[str] = set()
+    for line in block.splitlines():
+        name = line.strip().split(" ", 1)[0]
+        if not line.startswith("    ") or not name.endswith(("/", ".py")):
+            continue
+        indent = len(line) - len(line.lstrip())
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        path = "".join(part for _, part in stack) + name
+        if name.endswith("/"):
+            stack.append((indent, name))
+        else:
+            found.add(path)
+    return found
+
+
+def test_the_module_map_names_every_module():
+    """docs/architecture.rst's module map lists each module of orderbook/, and only those."""
+    page = (PACKAGE.parent / "docs" / "architecture.rst").read_text()
+    mapped = {p[len("orderbook/") :] for p in mapped_modules(page) if p.startswith("orderbook/")}
+    present = {
+        str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"
+    }
+    assert sorted(present - mapped) == [], "modules missing from the map"
+    assert sorted(mapped - present) == [], "the map names modules that do not exist"

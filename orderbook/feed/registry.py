@@ -1,4 +1,4 @@
-"""Subscriptions -> connections, and publishing after every block.
+"""Publishing after every block: each changed view built once, sent to every subscriber.
 
 The ingest service calls, in the reactor thread::
 
