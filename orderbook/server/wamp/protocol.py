@@ -69,7 +69,7 @@ class PacedLink:
 
 
 class WampProtocol(FeedProtocol):
-    """One WAMP client connection; its :class:`WampSession` is the registry's Client."""
+    """One WAMP client connection, carrying a :class:`WampSession` (its Broker subscribes)."""
 
     factory: WampFactory
     session: WampSession | None = None
