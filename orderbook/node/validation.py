@@ -42,6 +42,8 @@ class Validator:
     compare_slice = 20  # at most this many coins compared per reactor turn
     max_logged_differences = 10
     coin_retry_s = 5.0  # coins to resync wait this long after a failed snapshot
+    rebuild_blocks = 20  # retained blocks decoded at a time while catching a snapshot up
+    reuse_blocks = 300  # a snapshot up to this many blocks old will do (~20 s at mainnet)
 
     def __init__(
         self,
@@ -80,7 +82,7 @@ class Validator:
         )
 
     def start(self) -> None:
-        self._schedule(self.settings.validate_interval_s)
+        self._schedule(self._until_next_period())
 
     def stop(self) -> None:
         if self._call is not None and self._call.active():
@@ -131,7 +133,28 @@ class Validator:
         if self._coins:
             self._schedule(self.coin_retry_s if retry else 0)
         elif interval > 0:
-            self._schedule(interval)
+            self._schedule(self._until_next_period())
+
+    def _not_before(self) -> int | None:
+        """The oldest snapshot height worth catching up from: retained, and at most
+        ``reuse_blocks`` behind (beyond that a fresh snapshot is cheaper)."""
+        oldest = self.retained.oldest_usable_snapshot
+        if oldest is None or self.books.height is None:
+            return None
+        return max(oldest, self.books.height - self.reuse_blocks)
+
+    def _until_next_period(self) -> float:
+        """Seconds to the next multiple of the interval on the reactor's clock.
+
+        Runs on the clock's multiples, not every interval after a start: the
+        workers of one server validate together, so one node snapshot serves
+        them all (the parent gathers their requests).
+        """
+        interval = self.settings.validate_interval_s
+        if interval <= 0:
+            return 0.0
+        delay = interval - self.reactor.seconds() % interval
+        return delay + interval if delay < min(1.0, interval / 2) else delay
 
     def _run(self) -> Deferred:
         self._call = None
@@ -158,9 +181,7 @@ class Validator:
         self.m_validations.inc()
         try:
             path = self.settings.snapshot_path
-            staging = await self.fetch(
-                path.with_name(path.name + ".validate"), self.retained.oldest_usable_snapshot
-            )
+            staging = await self.fetch(path.with_name(path.name + ".validate"), self._not_before())
         except SnapshotError as exc:
             self._log.warn("ingest: validation skipped: {problem}", problem=str(exc))
             self._coins |= only
@@ -215,8 +236,10 @@ class Validator:
         ready: deque[Block] = deque()  # rebuilt, not applied yet (read once each)
         while staging.height < (self.books.height or 0):
             built = ready[-1].height if ready else staging.height
-            if built < self.books.height:
-                blocks = self.retained.blocks(built, self.books.height)
+            if built < self.books.height:  # rebuilt a few at a time: memory stays small
+                blocks = self.retained.blocks(
+                    built, min(self.books.height, built + self.rebuild_blocks)
+                )
                 if blocks is None:
                     self._log.warn("ingest: validation skipped: retained lines do not reach back")
                     return False

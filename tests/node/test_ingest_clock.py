@@ -196,6 +196,37 @@ def test_validation_interval(rig):
     assert r.metric("validation_runs_total") == 2
 
 
+def test_validation_runs_on_the_clocks_multiples(rig):
+    """Started at t=37 with a 30 s interval: the first run at t=60, then t=90 (the
+    workers of one server validate together and share one node snapshot)."""
+    r = rig(validate_interval_s=30.0)
+    r.clock.advance(37.0)
+    r.service.validator.stop()
+    r.service.validator.start()
+    r.write(1)
+    r.clock.advance(22.9)
+    r.settle()
+    runs = r.metric("validation_runs_total")
+    r.clock.advance(0.1)
+    r.settle()
+    assert r.metric("validation_runs_total") == runs + 1
+    r.clock.advance(30.0)
+    r.settle()
+    assert r.metric("validation_runs_total") == runs + 2
+
+
+def test_validation_accepts_a_recent_snapshot_only(rig):
+    """not_before: the retained window's floor, but never more than reuse_blocks back."""
+    r = rig(validate_interval_s=30.0)
+    validator = r.service.validator
+    r.write(5)
+    r.settle()
+    height = r.books.height
+    assert validator._not_before() == validator.retained.oldest_usable_snapshot
+    validator.reuse_blocks = 2
+    assert validator._not_before() == height - 2
+
+
 def test_streaming_grace_timer(rig):
     """Streaming, diffs silent: a block is applied exactly stream_grace_ms after a later
     block was first seen; with both book streams moved on, at once."""

@@ -477,7 +477,17 @@ def test_validation_catches_an_older_snapshot_up_in_slices(harness):
     yield wait_for(h.caught_up)
     h.info.snapshot = lambda: old
     h.books.adopt_coin(Books(), "@107")
+    h.service.validator.rebuild_blocks = 1
+    spans = []
+    rebuild = h.service.validator.retained.blocks
+
+    def recorded(after, through):
+        spans.append(through - after)
+        return rebuild(after, through)
+
+    h.service.validator.retained.blocks = recorded
     yield h.service.validate()
+    assert spans == [1, 1, 1]  # decoded a block at a time, never the window at once
     assert h.listener.resets[-1] == {"@107"}
     assert h.metric("validation_mismatched_coins_total") == 1
     h.assert_matches_node()
