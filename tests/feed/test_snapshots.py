@@ -23,8 +23,8 @@ L4_BTC = Subscription("l4Book", "BTC")
 def registry(monkeypatch):
     registry = Registry(small_books(), WebSocketSettings(), Metrics())
     builds = registry.builds = []
-    real = registry.books.l4_snapshot
-    monkeypatch.setattr(registry.books, "l4_snapshot", lambda c: builds.append(c) or real(c))
+    real = registry.books.l4_snapshot_pieces
+    monkeypatch.setattr(registry.books, "l4_snapshot_pieces", lambda c: builds.append(c) or real(c))
     return registry
 
 
