@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from orderbook.feed.frames import OutgoingMessage, frame_header
+from orderbook.feed.frames import MIN_COMPRESS_BYTES, OutgoingMessage, frame_header
 from orderbook.feed.subscriptions import Subscription
 
 MAX_AGE_BLOCKS = 30  # ~2 s at mainnet's 14.5 blocks/s
@@ -58,7 +58,7 @@ class SnapshotMessage(OutgoingMessage):
         return b"".join(self._parts)
 
     def frame(self, window_bits: int | None) -> bytes:
-        if window_bits is None:
+        if window_bits is None or sum(map(len, self._parts)) < MIN_COMPRESS_BYTES:
             return self.plain()
         frame = self._compressed.get(window_bits)
         if frame is None:
