@@ -2,7 +2,8 @@
 
 ``python -m tests.server.rss_server DIR --orders 51000`` builds Books with a
 BTC of that many mainnet-shaped orders (the Books API, as a node snapshot
-would), serves the JSON API over TLS (a self-signed certificate written to
+would; or ``--snapshot FILE`` loads a node snapshot such as the simulator's
+``--deep BTC=51000 --dump-snapshot FILE``), serves the JSON API over TLS (a self-signed certificate written to
 DIR) on an ephemeral port of 127.0.0.1 with the production settings, runs the
 server's GC policy (``--trim-interval``: seconds between memory releases) and
 applies a block touching BTC every ``--block-ms``. It prints one JSON line at
@@ -22,11 +23,13 @@ from twisted.internet import reactor, task
 from twisted.internet.endpoints import serverFromString
 
 from orderbook import tls
+from orderbook.book.books import Books
 from orderbook.book.events import Block
 from orderbook.config import ServerSettings, WebSocketSettings
 from orderbook.feed.registry import Registry
 from orderbook.gc_policy import TRIM_INTERVAL_S, GcPolicy, rss_kb
 from orderbook.metrics import Metrics
+from orderbook.node.snapshot import load_snapshot
 from orderbook.server.site import make_site
 from tests.book.blocks import remove
 from tests.server.test_protocol import new_order_block
@@ -47,10 +50,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("dir", type=Path)
     parser.add_argument("--orders", type=int, default=51_000)
+    parser.add_argument("--snapshot", type=Path, help="a node snapshot file to load instead")
     parser.add_argument("--block-ms", type=float, default=70.0)
     parser.add_argument("--trim-interval", type=float, default=TRIM_INTERVAL_S)
     args = parser.parse_args(argv)
-    books = deep_books(args.orders, height=100)
+    if args.snapshot is not None:
+        load_snapshot(args.snapshot, Books).addCallback(serve, args)
+    else:
+        serve(deep_books(args.orders, height=100), args)
+    reactor.run()
+
+
+def serve(books: Books, args: argparse.Namespace) -> None:
+    """Listen, release memory periodically, apply a block every ``--block-ms``."""
     ws = WebSocketSettings()
     metrics = Metrics()
     registry = Registry(books, ws, metrics, reactor)
@@ -80,7 +92,6 @@ def main(argv: list[str] | None = None) -> None:
 
     endpoint.listen(site).addCallback(started)
     task.LoopingCall(tick).start(args.block_ms / 1000, now=False)
-    reactor.run()
 
 
 if __name__ == "__main__":

@@ -28,16 +28,17 @@ ORDERS = 51_000
 PEAK_BOUND_KB = 64 * 1024  # the bar: a stalled l4Book client costs < 64 MB
 RETURNED_BOUND_KB = 8 * 1024  # "given back": within 8 MB of the baseline
 SNAPSHOT_LIFETIME_BLOCKS = 40  # past the shared snapshot's MAX_AGE_BLOCKS
+SERVER_OPTIONS = os.environ.get("RSS_SERVER_OPTIONS", "").split()  # for measurements
 RECEIVE_BUFFER = 64 * 1024  # the kernel takes little of the snapshot: the server holds it
 
 
 class ServerProcess:
     """tests/server/rss_server.py as a child; its per-block JSON lines."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *options: str) -> None:
         self.log = (tmp / "server.log").open("w+")
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "tests.server.rss_server", str(tmp), "--orders", str(ORDERS)],
+            [sys.executable, "-m", "tests.server.rss_server", str(tmp), *options],
             stdout=subprocess.PIPE,
             stderr=self.log,
             cwd=REPO,
@@ -128,7 +129,7 @@ def masked_text(payload: bytes) -> bytes:
 def server(tmp_path):
     if not Path("/proc/self/status").exists():
         pytest.skip("needs /proc (Linux) to read the server's RSS")
-    process = ServerProcess(tmp_path)
+    process = ServerProcess(tmp_path, "--orders", str(ORDERS), *SERVER_OPTIONS)
     yield process
     process.stop()
 
