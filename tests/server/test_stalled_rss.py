@@ -76,7 +76,10 @@ class ServerProcess:
 
     def reset_peak(self) -> None:
         """Make VmHWM start again from the current RSS."""
-        Path(f"/proc/{self.popen.pid}/clear_refs").write_text("5")
+        try:
+            Path(f"/proc/{self.popen.pid}/clear_refs").write_text("5")
+        except OSError as exc:
+            pytest.skip(f"cannot reset the server's peak RSS (/proc/PID/clear_refs): {exc}")
 
     def stderr(self) -> str:
         self.log.seek(0)
@@ -148,13 +151,13 @@ def test_stalled_l4book_clients_cost_bounded_memory_given_back(server, clients, 
     print(
         f"\n{clients} stalled, deflate {deflate}: baseline {baseline} kB, peak +{peak} kB", end=" "
     )
+    assert peak < PEAK_BOUND_KB, f"peak RSS growth {peak} kB"
     for sock in sockets:
         sock.close()
     server.line(lambda line: line.get("connections") == 0, 60)
     wait_until(
         lambda: server.status("VmRSS") - baseline < RETURNED_BOUND_KB,
         30,
-        f"RSS back near its baseline {baseline} kB (now {server.status('VmRSS')} kB)",
+        f"RSS back within {RETURNED_BOUND_KB} kB of its baseline {baseline} kB",
     )
     print(f"after close +{server.status('VmRSS') - baseline} kB")
-    assert peak < PEAK_BOUND_KB, f"peak RSS growth {peak} kB"
