@@ -171,8 +171,8 @@ class Registry:
         """The encoded current ``data`` of a snapshot-type view (inner for l4Book)."""
         return self.views.data(sub)
 
-    def _l4_snapshot_data(self, sub: Subscription) -> bytes:
-        return messages.encode(messages.view_data(self.books, sub)["Snapshot"])
+    def _l4_snapshot_data(self, sub: Subscription) -> list[bytes]:
+        return self.books.l4_snapshot_pieces(sub.coin)
 
     def status(self) -> dict[str, Any]:
         """The ingest status document (latest pushed, else asked for)."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 import gc
 import tracemalloc
 
+import msgspec
 import pytest
 
+from orderbook.book import views
 from orderbook.book.books import Books
 from orderbook.book.views import UnknownDex, dex_of
 from tests.book.blocks import BLOCK_MS, block, load, new, oids
@@ -168,3 +170,33 @@ def test_l4_snapshot_queue_order():
     assert oids(books, side=0) == [2, 1, 3]
     assert oids(books, side=1) == [5, 4, 6]
     assert books.coins() == ["BTC"] and books.coin_count() == 1
+
+
+def test_l4_snapshot_pieces_are_the_snapshot_json_byte_for_byte(monkeypatch):
+    """Joined, the pieces are the encoded l4_snapshot: every field kind, several
+    slices per side, an empty side; nothing is cached for them."""
+    monkeypatch.setattr(views, "L4_SLICE_ORDERS", 2)
+    books = Books()
+    load(books, "BTC", "B", [(1, "99.0"), (2, "100.0"), (3, "99.0")], cloid="0x" + "ab" * 16)
+    load(books, "BTC", "B", [(4, "98.5")], cloid="not-canonical", tif=None, sz="0.00000001")
+    load(
+        books,
+        "BTC",
+        "B",
+        [(5, "97.0"), (6, "97.0")],
+        triggerCondition="Price above 96",
+        isTrigger=True,
+        triggerPx="96.0",
+        isPositionTpsl=True,
+        reduceOnly=True,
+        orderType="Stop Market",
+    )
+    load(books, "ETH", "A", [(7, "10.0")])
+    books.set_height(42, BLOCK_MS)
+    for coin in ("BTC", "ETH"):
+        pieces = books.l4_snapshot_pieces(coin)
+        assert coin not in books._views
+        expected = msgspec.json.encode(books.l4_snapshot(coin))
+        assert b"".join(pieces) == expected
+    assert len(books.l4_snapshot_pieces("BTC")) > 6  # 6 bids: 3 slices, plus the frame
+    assert b'"levels":[[],[{' in b"".join(books.l4_snapshot_pieces("ETH"))

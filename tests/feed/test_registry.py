@@ -8,6 +8,7 @@ from twisted.internet.testing import StringTransport
 from orderbook.config import WebSocketSettings
 from orderbook.feed import frames, messages
 from orderbook.feed.registry import CHANNEL_ENVELOPE, Registry
+from orderbook.feed.snapshots import SnapshotMessage
 from orderbook.feed.subscriptions import Subscription, SubscriptionError
 from orderbook.metrics import Metrics
 from orderbook.server.outbox import Outbox
@@ -127,12 +128,12 @@ def test_current_view_encoded_and_compressed_once_per_height(registry, monkeypat
     """Ten l4Book subscribers in one block share one encoding and one compression per
     window size; the next height builds it once more."""
     compress_calls, snapshot_calls = [], []
-    real_compress, real_snapshot = frames.compress, registry.books.l4_snapshot
+    real_compress, real_snapshot = SnapshotMessage._deflated, registry.books.l4_snapshot_pieces
     monkeypatch.setattr(
-        frames, "compress", lambda *a: compress_calls.append(a[1:]) or real_compress(*a)
+        SnapshotMessage, "_deflated", lambda *a: compress_calls.append(a[1:]) or real_compress(*a)
     )
     monkeypatch.setattr(
-        registry.books, "l4_snapshot", lambda c: snapshot_calls.append(c) or real_snapshot(c)
+        registry.books, "l4_snapshot_pieces", lambda c: snapshot_calls.append(c) or real_snapshot(c)
     )
     sub = Subscription("l4Book", "BTC")
     clients = [FakeClient(registry, bits) for bits in (15,) * 9 + (9,)]
