@@ -185,8 +185,8 @@ async def run_load(port: int, count: int) -> None:
     tasks = []
     for index in range(count):
         tasks.append(asyncio.ensure_future(load.connection(port, index, opened, count)))
-        if index % 25 == 24:
-            await asyncio.sleep(0.02)  # pace the TLS handshakes
+        if index % 20 == 19:
+            await asyncio.sleep(0.1)  # pace the TLS handshakes: 200 a second
     await opened.wait()
     await serve_commands(load)
 
