@@ -1,0 +1,212 @@
+"""Careless and hostile clients: churn, stall, flood, half-open handshakes.
+
+Each is a loop that runs until the soak's :class:`Pacer` stops it, with a
+bounded number of rounds. Pauses between actions shape the load; every wait
+for the server is on a Deferred with a deadline.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet import task
+from twisted.internet.defer import Deferred
+
+from bench.soak.connect import Closed, Connector, SoakProtocol, Tally
+
+CHANNELS = ("l2Book", "trades", "bbo", "l4Book")
+
+
+class Pacer:
+    """The soak's clock for load shaping: pauses that end early when the soak stops."""
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self.stopping = False
+        self._waiting: list[Deferred] = []
+
+    async def pause(self, seconds: float) -> None:
+        """Let ``seconds`` pass (or less, if the soak stops meanwhile)."""
+        if self.stopping:
+            return
+        waiter: Deferred = Deferred()
+        call = self.reactor.callLater(seconds, lambda: waiter.called or waiter.callback(None))
+        self._waiting.append(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiting.remove(waiter)
+            if call.active():
+                call.cancel()
+
+    def stop(self) -> None:
+        self.stopping = True
+        for waiter in list(self._waiting):
+            if not waiter.called:
+                waiter.callback(None)
+
+
+class Reader(SoakProtocol):
+    """A connection that counts what it gets and remembers the first message."""
+
+    first: Deferred
+    received = 0
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N803
+        self.received += 1
+        if not self.first.called:
+            self.first.callback(payload)
+
+
+async def closed_within(proto: SoakProtocol, reactor: Any, seconds: float) -> Closed | None:
+    """The connection's end, or None if it is still open after ``seconds``."""
+    waiter: Deferred = Deferred()
+    proto.closed.addCallback(lambda ended: waiter.called or waiter.callback(ended) or ended)
+    call = reactor.callLater(seconds, lambda: waiter.called or waiter.callback(None))
+    ended = await waiter
+    if call.active():
+        call.cancel()
+    return ended
+
+
+def random_subscriptions(rng: random.Random, coins: list[str]) -> list[dict[str, Any]]:
+    picks = rng.sample([(c, k) for c in CHANNELS for k in coins], rng.randint(1, 4))
+    subscriptions = [{"type": channel, "coin": coin} for channel, coin in picks]
+    if rng.random() < 0.3:
+        subscriptions.append({"type": "allMids"})
+    return subscriptions
+
+
+@dataclass
+class Abuse:
+    """The clients that are not well behaved, and what happened to them."""
+
+    connector: Connector
+    pacer: Pacer
+    coins: list[str]
+    messages_per_minute: int
+    seed: int = 0
+    tallies: dict[str, Tally] = field(default_factory=dict)
+    stalled_open: list[str] = field(default_factory=list)  # stallers the server never closed
+    half_open_left: int = 0  # half-open sockets the server had not closed when we gave up
+
+    def tally(self, kind: str) -> Tally:
+        return self.tallies.setdefault(kind, Tally())
+
+    async def churn(self, index: int, rounds: int) -> None:
+        """Connect, subscribe to a few views, maybe read one message, leave (cleanly or not)."""
+        rng = random.Random(f"churn-{self.seed}-{index}")
+        reactor = self.connector.reactor
+        for _ in range(rounds):
+            if self.pacer.stopping:
+                return
+            try:
+                proto = await self.connector.open(Reader, self.tally("churn"), first=Deferred())
+            except Exception:
+                await self.pacer.pause(0.5)
+                continue
+            for subscription in random_subscriptions(rng, self.coins):
+                proto.subscribe(subscription)
+            if rng.random() < 0.5:
+                await self.pacer.pause(rng.uniform(0.0, 1.0))
+            if rng.random() < 0.5:
+                proto.close()
+            else:
+                proto.abort()
+            await closed_within(proto, reactor, 10)
+            await self.pacer.pause(rng.uniform(0.0, 0.3))
+
+    async def stall(self, index: int, rounds: int, stall_s: float) -> None:
+        """Subscribe to the big lossless views, stop reading for ``stall_s``, then look."""
+        reactor = self.connector.reactor
+        for _ in range(rounds):
+            if self.pacer.stopping:
+                return
+            try:
+                proto = await self.connector.open(Reader, self.tally("stall"), first=Deferred())
+            except Exception:
+                await self.pacer.pause(1.0)
+                continue
+            for coin in self.coins:
+                proto.subscribe({"type": "l4Book", "coin": coin})
+                proto.subscribe({"type": "trades", "coin": coin})
+            proto.subscribe({"type": "allMids"})
+            proto.transport.pauseProducing()
+            started = time.monotonic()
+            await self.pacer.pause(stall_s)
+            proto.transport.resumeProducing()
+            ended = await closed_within(proto, reactor, 15)
+            if ended is None:
+                held = time.monotonic() - started
+                self.stalled_open.append(f"stall {index}: still open after {held:.0f} s")
+                proto.abort()
+                await closed_within(proto, reactor, 10)
+
+    async def flood(self, index: int, rounds: int) -> None:
+        """Send requests far past ``messages_per_minute`` at once; the server must close."""
+        reactor = self.connector.reactor
+        burst = 3 * self.messages_per_minute
+        for _ in range(rounds):
+            if self.pacer.stopping:
+                return
+            try:
+                proto = await self.connector.open(Reader, self.tally("flood"), first=Deferred())
+            except Exception:
+                await self.pacer.pause(1.0)
+                continue
+            coin = self.coins[index % len(self.coins)]
+            for n in range(burst):
+                if proto.state != proto.STATE_OPEN:
+                    break
+                if n % 3 == 2:
+                    proto.send_json({"method": "ping"})
+                else:
+                    method = "subscribe" if n % 3 == 0 else "unsubscribe"
+                    proto.subscribe({"type": "bbo", "coin": coin}, method)
+            ended = await closed_within(proto, reactor, 15)
+            if ended is None:
+                self.tally("flood").closes["still open after the burst"] += 1
+                proto.abort()
+                await closed_within(proto, reactor, 10)
+            await self.pacer.pause(1.0)
+
+    async def half_open(self, count: int, hold_s: float) -> None:
+        """Open ``count`` TCP connections that never finish the handshake; hold them."""
+        tally = self.tally("half-open")
+        sockets = []
+        for n in range(count):
+            tally.connects += 1
+            try:
+                sock = socket.create_connection(("127.0.0.1", self.connector.port), timeout=5)
+            except OSError as exc:
+                tally.refused[str(exc)[:60]] += 1
+                continue
+            if n % 2:
+                sock.sendall(b"\x16\x03\x01\x00")  # the first bytes of a TLS ClientHello
+            sock.setblocking(False)
+            sockets.append(sock)
+        deadline = time.monotonic() + hold_s
+        while sockets and time.monotonic() < deadline and not self.pacer.stopping:
+            sockets = [sock for sock in sockets if not _closed_by_peer(sock, tally)]
+            await task.deferLater(self.connector.reactor, 0.5, lambda: None)
+        self.half_open_left += len(sockets)
+        for sock in sockets:
+            sock.close()
+
+
+def _closed_by_peer(sock: socket.socket, tally: Tally) -> bool:
+    try:
+        data = sock.recv(4096)
+    except BlockingIOError:
+        return False
+    except OSError:
+        data = b""
+    if data:
+        return False
+    tally.closes["closed by the server"] += 1
+    sock.close()
+    return True

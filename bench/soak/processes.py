@@ -1,0 +1,158 @@
+"""The two processes of a soak: the simulated node and ``twistd -n orderbook``.
+
+The server's configuration is written as a user writes one (comments, TLS
+with a self-signed certificate, production limits tightened so that a short
+soak reaches them). Health, RSS and the log are read from outside, as an
+operator would.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.procs import Proc, free_port, spawn_simulator, spawn_twistd
+
+START_TIME = "2026-05-05T22:00:00"  # the writer's clock: a date directory change comes soon
+
+SERVER_INI = """\
+; orderbook under soak: a production-like server beside a (simulated) node.
+[node]
+data_dir = {data_dir}
+mode = {mode}
+info_url = {info_url}
+snapshot_path = {work}/snapshot.json
+; the soak injects node faults all the time: short timeouts keep it moving
+snapshot_timeout_s = 5
+stall_timeout_s = 2
+validate_interval_s = 20
+
+[tls]
+certificate = {work}/tls/cert.pem
+private_key = {work}/tls/key.pem
+self_signed = yes
+
+[server]
+listen = ssl:{port}:interface=127.0.0.1
+path = /ws
+
+[websocket]
+compression = on
+max_connections = 400
+max_subscriptions = 100
+max_message_bytes = {max_message_bytes}
+; low enough that flooding clients reach it within a second
+messages_per_minute = {messages_per_minute}
+; stalled clients are gone within this (plus the closing handshake)
+idle_timeout_s = {idle_timeout_s}
+max_queued_bytes = 4194304
+
+[log]
+format = text
+level = info
+"""
+
+
+@dataclass
+class Limits:
+    """The [websocket] limits the clients are judged against."""
+
+    max_message_bytes: int = 65536
+    messages_per_minute: int = 600
+    idle_timeout_s: int = 20
+
+
+class Node:
+    """``python -m orderbook.sim`` as a separate process, with rotating hourly files."""
+
+    def __init__(self, work: Path, options: dict[str, Any]) -> None:
+        self.data_dir = work / "hl" / "data"
+        self.proc = spawn_simulator(
+            work,
+            "--data-dir", str(self.data_dir), "--info-port", "0",
+            "--seed", str(options["seed"]), "--mode", options["mode"],
+            "--scale", str(options["scale"]),
+            "--blocks-per-second", str(options["blocks_per_second"]),
+            "--hour-seconds", str(options["hour_seconds"]), "--start-time", START_TIME,
+        )  # fmt: skip
+
+    def ready(self) -> str:
+        """Block until the simulator is ready; its info URL."""
+        match = self.proc.wait_for(r"simulator ready: .* info=(\S+)", timeout=60)
+        self.info_url = match.group(1)
+        self.control_url = self.info_url.rsplit("/", 1)[0] + "/control"
+        return self.info_url
+
+
+class Server:
+    """``twistd -n orderbook --config <work>/orderbook.ini`` over TLS."""
+
+    def __init__(self, work: Path, node: Node, mode: str, limits: Limits) -> None:
+        self.work = work
+        self.port = free_port()
+        self.config = work / "orderbook.ini"
+        (work / "tls").mkdir(exist_ok=True)
+        self.config.write_text(
+            SERVER_INI.format(
+                data_dir=node.data_dir,
+                mode=mode,
+                info_url=node.info_url,
+                work=work,
+                port=self.port,
+                max_message_bytes=limits.max_message_bytes,
+                messages_per_minute=limits.messages_per_minute,
+                idle_timeout_s=limits.idle_timeout_s,
+            )  # fmt: skip
+        )
+        self.certificate = work / "tls" / "cert.pem"
+        self.proc: Proc = spawn_twistd(self.config, work)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.popen.pid
+
+    def listening(self) -> None:
+        self.proc.wait_for(rf"listening on 127\.0\.0\.1:{self.port} \(tls\)", timeout=90)
+
+    def health(self) -> dict[str, Any]:
+        """GET /health (any status); {} when it does not answer."""
+        context = ssl.create_default_context(cafile=str(self.certificate))
+        url = f"https://127.0.0.1:{self.port}/health"
+        try:
+            with urllib.request.urlopen(url, timeout=10, context=context) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return json.loads(error.read() or b"{}")
+        except (OSError, ValueError):
+            return {}
+
+    def rss_mb(self) -> float:
+        return _status_kb(self.pid, "VmRSS") / 1024
+
+    def peak_rss_mb(self) -> float:
+        return _status_kb(self.pid, "VmHWM") / 1024
+
+    def log_problems(self) -> list[str]:
+        """Lines around every ``Unhandled`` or ``Traceback`` in the server's log."""
+        lines = self.proc.output().splitlines()
+        found = []
+        for index, line in enumerate(lines):
+            if re.search(r"Unhandled|Traceback", line):
+                found.append(" | ".join(lines[index : index + 6])[:600])
+        return found
+
+
+def _status_kb(pid: int, key: str) -> int:
+    """A ``/proc/PID/status`` value in kB (0 once the process is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(rf"^{key}:\s+(\d+) kB", text, re.MULTILINE)
+    return int(match.group(1)) if match else 0
