@@ -42,6 +42,7 @@ def show(report: dict[str, Any]) -> None:
         f"duration {report.get('duration_s')} s, blocks {report.get('blocks')} "
         f"(in fills files {report.get('blocks_in_fills_files')}), server resyncs {report.get('server_resyncs')}"
     )
+    print(f"server time per health state (s): {report.get('health_seconds')}")
     print(f"faults injected {report.get('faults', {}).get('injected')}")
     print(f"faults missing in the simulator {report.get('faults', {}).get('missing')}")
     for kind, tally in report.get("clients", {}).items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +93,7 @@ class Abuse:
     seed: int = 0
     tallies: dict[str, Tally] = field(default_factory=dict)
     stalled_open: list[str] = field(default_factory=list)  # stallers the server never closed
+    admitted: list[str] = field(default_factory=list)  # intruders the server let in
     half_open_left: int = 0  # half-open sockets the server had not closed when we gave up
 
     def tally(self, kind: str) -> Tally:
@@ -105,7 +107,9 @@ class Abuse:
             if self.pacer.stopping:
                 return
             try:
-                proto = await self.connector.open(Reader, self.tally("churn"), first=Deferred())
+                proto = await self.connector.open(
+                    Reader, self.tally("churn"), in_url=rng.random() < 0.5, first=Deferred()
+                )
             except Exception:
                 await self.pacer.pause(0.5)
                 continue
@@ -174,38 +178,87 @@ class Abuse:
                 await closed_within(proto, reactor, 10)
             await self.pacer.pause(1.0)
 
-    async def half_open(self, count: int, hold_s: float) -> None:
-        """Open ``count`` TCP connections that never finish the handshake; hold them."""
-        tally = self.tally("half-open")
-        sockets = []
-        for n in range(count):
-            tally.connects += 1
+    async def intrude(self, rounds: int) -> None:
+        """Connect without a token or with a wrong one: every upgrade must be refused."""
+        tally = self.tally("intruder")
+        for n in range(rounds):
+            if self.pacer.stopping:
+                return
+            token = None if n % 2 else "not-a-token-" + str(n)
             try:
-                sock = socket.create_connection(("127.0.0.1", self.connector.port), timeout=5)
-            except OSError as exc:
-                tally.refused[str(exc)[:60]] += 1
-                continue
-            if n % 2:
+                proto = await self.connector.open(Reader, tally, token=token, first=Deferred())
+            except Exception:
+                pass  # refused: counted by the connector
+            else:
+                self.admitted.append(f"intruder {n} admitted")
+                proto.abort()
+            await self.pacer.pause(0.5)
+
+    async def revoked_client(self, token: str) -> SoakProtocol | None:
+        """A client whose token the operator will revoke: it must be closed then."""
+        try:
+            proto = await self.connector.open(
+                Reader, self.tally("revoked"), token=token, first=Deferred()
+            )
+        except Exception:
+            return None
+        proto.subscribe({"type": "bbo", "coin": self.coins[0]})
+        return proto
+
+    async def half_open(self, count: int, handshake_timeout_s: float) -> None:
+        """Rounds of ``count`` sockets that never finish the handshake; the server must close them.
+
+        A third send nothing, a third the first bytes of a TLS ClientHello, a
+        third complete TLS and half an HTTP request (those get HTTP 408).
+        """
+        tally = self.tally("half-open")
+        reactor = self.connector.reactor
+        while not self.pacer.stopping:
+            sockets = [sock for n in range(count) if (sock := self._half_open(n, tally))]
+            deadline = time.monotonic() + handshake_timeout_s + CLOSING_GRACE_S
+            while sockets and time.monotonic() < deadline and not self.pacer.stopping:
+                sockets = [sock for sock in sockets if not _closed_by_peer(sock, tally)]
+                await task.deferLater(reactor, 0.2, lambda: None)
+            if not self.pacer.stopping:
+                self.half_open_left += len(sockets)
+            for sock in sockets:
+                sock.close()
+            await self.pacer.pause(1.0)
+
+    def _half_open(self, n: int, tally: Tally) -> socket.socket | ssl.SSLSocket | None:
+        tally.connects += 1
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.connector.port), timeout=5)
+            if n % 3 == 1:
                 sock.sendall(b"\x16\x03\x01\x00")  # the first bytes of a TLS ClientHello
-            sock.setblocking(False)
-            sockets.append(sock)
-        deadline = time.monotonic() + hold_s
-        while sockets and time.monotonic() < deadline and not self.pacer.stopping:
-            sockets = [sock for sock in sockets if not _closed_by_peer(sock, tally)]
-            await task.deferLater(self.connector.reactor, 0.5, lambda: None)
-        self.half_open_left += len(sockets)
-        for sock in sockets:
-            sock.close()
+            elif n % 3 == 2:
+                sock = _unverified.wrap_socket(sock, server_hostname="127.0.0.1")
+                sock.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        except OSError as exc:
+            tally.refused[str(exc)[:60]] += 1
+            return None
+        sock.setblocking(False)
+        return sock
+
+
+_unverified = ssl.create_default_context()
+_unverified.check_hostname = False
+_unverified.verify_mode = ssl.CERT_NONE
+CLOSING_GRACE_S = 10.0  # past the handshake deadline, for the server's timer and a busy machine
 
 
 def _closed_by_peer(sock: socket.socket, tally: Tally) -> bool:
+    """True once the server closed ``sock`` (what it said last is tallied)."""
     try:
         data = sock.recv(4096)
-    except BlockingIOError:
+    except (BlockingIOError, ssl.SSLWantReadError):
         return False
     except OSError:
         data = b""
     if data:
+        status = data.split(b"\r\n", 1)[0].decode(errors="replace")
+        if status.startswith("HTTP/"):
+            tally.closes[status[:40]] += 1
         return False
     tally.closes["closed by the server"] += 1
     sock.close()

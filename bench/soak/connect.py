@@ -11,6 +11,7 @@ permessage-deflate offer, no message size limit. Every connection is a
 from __future__ import annotations
 
 import json
+import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,8 +99,10 @@ class SoakProtocol(WebSocketClientProtocol):
 
 
 class _Factory(WebSocketClientFactory):
-    def __init__(self, url: str, protocol: type[SoakProtocol], tally: Tally, attrs: dict) -> None:
-        super().__init__(url)
+    def __init__(
+        self, url: str, protocol: type[SoakProtocol], tally: Tally, attrs: dict, headers: dict
+    ) -> None:
+        super().__init__(url, headers=headers)
         self.protocol = protocol
         self._tally = tally
         self._attrs = attrs
@@ -130,22 +133,44 @@ def _accept_deflate(response: Any) -> PerMessageDeflateResponseAccept | None:
 
 
 class Connector:
-    """Opens client connections to ``wss://127.0.0.1:port/ws`` trusting ``certificate``."""
+    """Opens client connections to ``wss://127.0.0.1:port/ws`` trusting ``certificate``.
 
-    def __init__(self, reactor: Any, port: int, certificate: Path, path: str = "/ws") -> None:
+    ``token`` goes in an ``Authorization: Bearer`` header, or in the URL
+    (``?token=``, as browsers must) when ``in_url``.
+    """
+
+    def __init__(
+        self, reactor: Any, port: int, certificate: Path, token: str | None, path: str = "/ws"
+    ) -> None:
         self.reactor = reactor
         self.port = port
+        self.token = token
         self.url = f"wss://127.0.0.1:{port}{path}"
         authority = ssl.Certificate.loadPEM(certificate.read_bytes())
         self.tls = ssl.optionsForClientTLS("127.0.0.1", trustRoot=authority)
 
     async def open(
-        self, protocol: type[SoakProtocol], tally: Tally, timeout: float = 30.0, **attrs: Any
+        self,
+        protocol: type[SoakProtocol],
+        tally: Tally,
+        timeout: float = 30.0,
+        token: str | None = "",
+        in_url: bool = False,
+        **attrs: Any,
     ) -> SoakProtocol:
-        """Connect and complete the WebSocket handshake; raise if refused or too slow."""
+        """Connect and complete the WebSocket handshake; raise if refused or too slow.
+
+        ``token``: "" for the connector's own, None for none, else that one.
+        """
         tally.connects += 1
+        token = self.token if token == "" else token
+        url, headers = self.url, {}
+        if token and in_url:
+            url += "?token=" + urllib.parse.quote(token)
+        elif token:
+            headers["Authorization"] = f"Bearer {token}"
         endpoint = SSL4ClientEndpoint(self.reactor, "127.0.0.1", self.port, self.tls, timeout=10)
-        factory = _Factory(self.url, protocol, tally, attrs)
+        factory = _Factory(url, protocol, tally, attrs, headers)
         try:
             proto = await endpoint.connect(factory).addTimeout(timeout, self.reactor)
             return await proto.opened.addTimeout(timeout, self.reactor)

@@ -229,7 +229,7 @@ def _violations() -> list[Case]:
 class RawClient:
     """A blocking WebSocket client over TLS that sends bytes as given."""
 
-    def __init__(self, port: int, deflate: bool, timeout: float = 15.0) -> None:
+    def __init__(self, port: int, token: str, deflate: bool, timeout: float = 15.0) -> None:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -243,6 +243,7 @@ class RawClient:
             (
                 f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                f"Authorization: Bearer {token}\r\n"
                 f"Sec-WebSocket-Version: 13\r\n{extension}\r\n"
             ).encode()
         )
@@ -347,8 +348,11 @@ class _Stop(Exception):
 class Fuzzer:
     """Sends hypothesis' cases to the server until stopped or ``examples`` are done."""
 
-    def __init__(self, port: int, max_message_bytes: int, examples: int, pace_s: float) -> None:
+    def __init__(
+        self, port: int, token: str, max_message_bytes: int, examples: int, pace_s: float
+    ) -> None:
         self.port = port
+        self.token = token
         self.max_message_bytes = max_message_bytes
         self.examples = examples
         self.pace_s = pace_s
@@ -391,7 +395,7 @@ class Fuzzer:
         client = self._clients.get(deflate)
         if client is None:
             self.report.connections += 1
-            client = self._clients[deflate] = RawClient(self.port, deflate)
+            client = self._clients[deflate] = RawClient(self.port, self.token, deflate)
         return client
 
     def send_case(self, case: Case) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-import ssl
+import secrets
+import signal
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 
 from tests.e2e.procs import Proc, free_port, spawn_simulator, spawn_twistd
 
+TOKEN_NAMES = ("clients", "revoked")  # every client's token; one revoked mid-soak
 START_TIME = "2026-05-05T22:00:00"  # the writer's clock: a date directory change comes soon
 
 SERVER_INI = """\
@@ -30,7 +32,7 @@ info_url = {info_url}
 snapshot_path = {work}/snapshot.json
 ; the soak injects node faults all the time: short timeouts keep it moving
 snapshot_timeout_s = 5
-stall_timeout_s = 2
+stall_timeout_s = {stall_timeout_s}
 validate_interval_s = 20
 
 [tls]
@@ -41,10 +43,19 @@ self_signed = yes
 [server]
 listen = ssl:{port}:interface=127.0.0.1
 path = /ws
+; health and metrics for the operator only, on loopback
+metrics_listen = tcp:{metrics_port}:interface=127.0.0.1
+
+[access]
+tokens_file = {work}/tokens
+protect_metrics = no
 
 [websocket]
 compression = on
 max_connections = 400
+; every soak client comes from 127.0.0.1
+max_connections_per_ip = 100
+handshake_timeout_s = {handshake_timeout_s}
 max_subscriptions = 100
 max_message_bytes = {max_message_bytes}
 ; low enough that flooding clients reach it within a second
@@ -66,6 +77,8 @@ class Limits:
     max_message_bytes: int = 65536
     messages_per_minute: int = 600
     idle_timeout_s: int = 20
+    stall_timeout_s: int = 2
+    handshake_timeout_s: int = 5
 
 
 class Node:
@@ -96,8 +109,12 @@ class Server:
     def __init__(self, work: Path, node: Node, mode: str, limits: Limits) -> None:
         self.work = work
         self.port = free_port()
+        self.metrics_port = free_port()
         self.config = work / "orderbook.ini"
         (work / "tls").mkdir(exist_ok=True)
+        self.tokens_file = work / "tokens"
+        self.tokens = {name: secrets.token_urlsafe(24) for name in TOKEN_NAMES}
+        self.write_tokens(self.tokens.values())
         self.config.write_text(
             SERVER_INI.format(
                 data_dir=node.data_dir,
@@ -108,6 +125,9 @@ class Server:
                 max_message_bytes=limits.max_message_bytes,
                 messages_per_minute=limits.messages_per_minute,
                 idle_timeout_s=limits.idle_timeout_s,
+                stall_timeout_s=limits.stall_timeout_s,
+                metrics_port=self.metrics_port,
+                handshake_timeout_s=limits.handshake_timeout_s,
             )  # fmt: skip
         )
         self.certificate = work / "tls" / "cert.pem"
@@ -120,12 +140,19 @@ class Server:
     def listening(self) -> None:
         self.proc.wait_for(rf"listening on 127\.0\.0\.1:{self.port} \(tls\)", timeout=90)
 
+    def write_tokens(self, tokens: Any) -> None:
+        self.tokens_file.write_text("# soak clients\n" + "".join(f"{t}\n" for t in tokens))
+
+    def revoke(self, name: str) -> None:
+        """Drop one token from the file and tell the server (SIGHUP), as an operator does."""
+        self.write_tokens(t for n, t in self.tokens.items() if n != name)
+        self.proc.popen.send_signal(signal.SIGHUP)
+
     def health(self) -> dict[str, Any]:
-        """GET /health (any status); {} when it does not answer."""
-        context = ssl.create_default_context(cafile=str(self.certificate))
-        url = f"https://127.0.0.1:{self.port}/health"
+        """GET /health on the metrics endpoint (any status); {} when it does not answer."""
+        url = f"http://127.0.0.1:{self.metrics_port}/health"
         try:
-            with urllib.request.urlopen(url, timeout=10, context=context) as response:
+            with urllib.request.urlopen(url, timeout=10) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as error:
             return json.loads(error.read() or b"{}")

@@ -12,6 +12,8 @@ The checks (each a :class:`Check` in the report):
 - ``fuzz``: every hypothesis case got the answer the API promises;
 - ``abuse``: stalled and flooding clients and half-open sockets were closed
   by the server;
+- ``liveness``: the server was never ``stale`` for long while the simulator
+  wrote blocks (see :mod:`bench.soak.watch`);
 - ``rss``: the server's RSS came back within ``rss_bound_mb`` of its
   client-less figure after every client left;
 - ``log``: no ``Unhandled`` or ``Traceback`` in the server's log, and the
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,11 +39,13 @@ from bench.soak.fuzz import Fuzzer
 from bench.soak.keeper import KeeperProtocol, KeeperState
 from bench.soak.processes import Limits, Node, Server
 from bench.soak.reference import FillsReference
+from bench.soak.watch import HealthWatch
 from tests.e2e.l4client import comparable, request_snapshot
 from tests.polling import until
 
 CLOSING_S = 10  # autobahn's closing handshake (5 s) and then some
-STALL_FAULT_S = 3.0  # a node stall longer than the server's stall_timeout_s (2)
+STALL_TIMEOUT_S = 2  # the server's [node] stall_timeout_s
+STALL_FAULT_S = 3.0  # a node stall longer than that
 
 
 @dataclass
@@ -86,6 +91,7 @@ class Soak:
     figures: dict[str, Any] = field(default_factory=dict)
     rss_peak_mb: float = 0.0
     rss_phases: dict[str, float] = field(default_factory=dict)
+    started: float = 0.0
 
     def check(self, name: str, ok: bool, detail: Any) -> None:
         self.checks.append(Check(name, bool(ok), detail))
@@ -96,7 +102,7 @@ async def run(reactor: Any, options: Options) -> dict[str, Any]:
     work = Path(options.workdir or tempfile.mkdtemp(prefix="orderbook-soak-"))
     work.mkdir(parents=True, exist_ok=True)
     soak = Soak(options, reactor, work)
-    limits = Limits(idle_timeout_s=options.idle_timeout_s)
+    limits = Limits(idle_timeout_s=options.idle_timeout_s, stall_timeout_s=STALL_TIMEOUT_S)
     node = Node(work, asdict(options))
     server: Server | None = None
     try:
@@ -135,17 +141,29 @@ async def _drive(soak: Soak, node: Node, server: Server, limits: Limits) -> None
     poller = task.LoopingCall(reference.poll)
     poller.clock = reactor
     poller.start(1.0)
-    connector = Connector(reactor, server.port, server.certificate)
+    watch = HealthWatch(stale_limit_s=STALL_FAULT_S + 2 * STALL_TIMEOUT_S + 2)
+    watcher = task.LoopingCall(_watch_health, server, watch)
+    watcher.clock = reactor
+    watcher.start(1.0)
+    connector = Connector(reactor, server.port, server.certificate, server.tokens["clients"])
     keepers = await _start_keepers(soak, connector)
     pacer = Pacer(reactor)
     abuse = Abuse(connector, pacer, list(options.coins), limits.messages_per_minute, options.seed)
+    soak.rss_phases["keepers subscribed"] = server.rss_mb()
     fuzzer = Fuzzer(
-        server.port, limits.max_message_bytes, options.fuzz_examples, options.fuzz_pace_s
+        server.port,
+        server.tokens["clients"],
+        limits.max_message_bytes,
+        options.fuzz_examples,
+        options.fuzz_pace_s,
     )
-    loops = _start_abuse(soak, abuse) + [threads.deferToThread(fuzzer.run)]
+    loops = _start_abuse(soak, abuse, limits)
+    if options.fuzz_examples:
+        loops.append(threads.deferToThread(fuzzer.run))
+    revoked = await abuse.revoked_client(server.tokens["revoked"])
     faults = Faults(node.control_url)
-    started = time.monotonic()
-    await _inject_faults(soak, faults, reference, pacer, started)
+    started = soak.started = time.monotonic()
+    await _inject_faults(soak, faults, reference, pacer, started, lambda: _revoke(soak, server))
     pacer.stop()
     fuzzer.stop_event.set()
     soak.rss_phases["end of abuse"] = server.rss_mb()
@@ -156,10 +174,14 @@ async def _drive(soak: Soak, node: Node, server: Server, limits: Limits) -> None
     if faults.errors:
         soak.check("faults", False, faults.errors[:5])
     await _until(reactor, lambda: _ready(server), 120, "the server ready after the faults")
+    watcher.stop()
+    watch.finish()
+    soak.figures["health_seconds"] = watch.summary()
+    soak.check("liveness", not watch.stretches, {"stale_while_node_writes": watch.stretches[:3]})
     height = await _check_books(soak, node, keepers)
     await _check_trades(soak, reference, keepers, height)
     _check_keepers(soak, keepers)
-    _check_abuse(soak, abuse, fuzzer)
+    _check_abuse(soak, abuse, fuzzer, revoked)
     await _leave(soak, server, keepers, rss_start)
     poller.stop()
     sampler.stop()
@@ -170,6 +192,10 @@ async def _drive(soak: Soak, node: Node, server: Server, limits: Limits) -> None
         blocks_in_fills_files=len(reference.heights),
         server_resyncs=_resyncs(server),
     )
+
+
+def _watch_health(server: Server, watch: HealthWatch) -> Deferred:
+    return threads.deferToThread(server.health).addCallback(watch.sample)
 
 
 def _ready(server: Server) -> bool:
@@ -211,7 +237,12 @@ async def _start_keepers(soak: Soak, connector: Connector) -> list[tuple[KeeperS
     return keepers
 
 
-def _start_abuse(soak: Soak, abuse: Abuse) -> list[Deferred]:
+def _revoke(soak: Soak, server: Server) -> None:
+    server.revoke("revoked")
+    soak.figures["token_revoked_at_s"] = round(time.monotonic() - soak.started, 1)
+
+
+def _start_abuse(soak: Soak, abuse: Abuse, limits: Limits) -> list[Deferred]:
     options = soak.options
     rounds = 100_000  # bounded; the soak's end stops them long before
     loops = [Deferred.fromCoroutine(abuse.churn(n, rounds)) for n in range(options.churners)]
@@ -220,19 +251,31 @@ def _start_abuse(soak: Soak, abuse: Abuse) -> list[Deferred]:
         for n in range(options.stallers)
     ]
     loops += [Deferred.fromCoroutine(abuse.flood(n, rounds)) for n in range(options.flooders)]
+    loops.append(Deferred.fromCoroutine(abuse.intrude(rounds)))
     if options.half_open:
-        loops.append(Deferred.fromCoroutine(abuse.half_open(options.half_open, options.seconds)))
+        loops.append(
+            Deferred.fromCoroutine(abuse.half_open(options.half_open, limits.handshake_timeout_s))
+        )
     soak.figures.setdefault("tallies", {}).update(abuse.tallies)
     return loops
 
 
 async def _inject_faults(
-    soak: Soak, faults: Faults, reference: FillsReference, pacer: Pacer, started: float
+    soak: Soak,
+    faults: Faults,
+    reference: FillsReference,
+    pacer: Pacer,
+    started: float,
+    halfway: Callable[[], None],
 ) -> None:
+    """Switch on the schedule's faults in turn; call ``halfway`` once, half-way through."""
     options = soak.options
     steps = schedule(stall_s=STALL_FAULT_S, restart_s=1.0)
     index = 0
     while time.monotonic() - started < options.seconds:
+        if halfway is not None and time.monotonic() - started > options.seconds / 2:
+            halfway()
+            halfway = None
         await pacer.pause(min(options.fault_every_s, options.seconds))
         if time.monotonic() - started >= options.seconds:
             break
@@ -365,23 +408,30 @@ def _check_keepers(soak: Soak, keepers: list) -> None:
     )
 
 
-def _check_abuse(soak: Soak, abuse: Abuse, fuzzer: Fuzzer) -> None:
+def _check_abuse(soak: Soak, abuse: Abuse, fuzzer: Fuzzer, revoked: Any) -> None:
     fuzz = fuzzer.report
     soak.figures["fuzz"] = fuzz.summary()
     if soak.options.fuzz_examples:
         soak.check("fuzz", sum(fuzz.sent.values()) > 0 and not fuzz.failures, fuzz.failures[:8])
     flood = abuse.tally("flood")
-    soak.check(
-        "abuse",
-        not abuse.stalled_open
-        and not abuse.half_open_left
-        and not flood.closes["still open after the burst"],
-        {
-            "stalled_clients_left_open": abuse.stalled_open[:5],
-            "half_open_sockets_left_open": abuse.half_open_left,
-            "flood_still_open": flood.closes["still open after the burst"],
-        },
-    )
+    ended = revoked.closed.result if revoked is not None and revoked.closed.called else None
+    detail = {
+        "stalled_clients_left_open": abuse.stalled_open[:5],
+        "half_open_sockets_left_open": abuse.half_open_left,
+        "flood_still_open": flood.closes["still open after the burst"],
+        "intruders": abuse.tally("intruder").connects,
+        "intruders_admitted": abuse.admitted[:5],
+        "revoked_token_client": str(ended),
+    }
+    problems = [
+        abuse.stalled_open,
+        abuse.half_open_left,
+        flood.closes["still open after the burst"],
+        abuse.admitted,
+        not abuse.tally("intruder").connects,
+        ended is None or ended.code != 1008 or ended.by_us,
+    ]
+    soak.check("abuse", not any(problems), detail)
 
 
 async def _leave(soak: Soak, server: Server, keepers: list, rss_start: float) -> None:
