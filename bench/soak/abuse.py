@@ -63,6 +63,23 @@ class Reader(SoakProtocol):
             self.first.callback(payload)
 
 
+class Pinger(Reader):
+    """A reader that keeps its connection alive with ``{"method":"ping"}`` every ``ping_s``."""
+
+    ping_s = 5.0
+
+    def onOpen(self) -> None:
+        super().onOpen()
+        self._pinger = task.LoopingCall(self.send_json, {"method": "ping"})
+        self._pinger.clock = self.factory.reactor
+        self._pinger.start(self.ping_s, now=False)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N803
+        if getattr(self, "_pinger", None) is not None and self._pinger.running:
+            self._pinger.stop()
+        super().onClose(wasClean, code, reason)
+
+
 async def closed_within(proto: SoakProtocol, reactor: Any, seconds: float) -> Closed | None:
     """The connection's end, or None if it is still open after ``seconds``."""
     waiter: Deferred = Deferred()
@@ -194,11 +211,11 @@ class Abuse:
                 proto.abort()
             await self.pacer.pause(0.5)
 
-    async def revoked_client(self, token: str) -> SoakProtocol | None:
+    async def revoked_client(self, token: str, ping_s: float) -> SoakProtocol | None:
         """A client whose token the operator will revoke: it must be closed then."""
         try:
             proto = await self.connector.open(
-                Reader, self.tally("revoked"), token=token, first=Deferred()
+                Pinger, self.tally("revoked"), token=token, first=Deferred(), ping_s=ping_s
             )
         except Exception:
             return None

@@ -11,6 +11,7 @@ permessage-deflate offer, no message size limit. Every connection is a
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
@@ -49,7 +50,8 @@ class Tally:
 
     def closed(self, closed: Closed) -> None:
         who = "client" if closed.by_us else "server"
-        reason = closed.reason[:60] if closed.reason else ""
+        refused = re.search(r"upgrade failed \[(\d+)", closed.reason)
+        reason = f"HTTP {refused.group(1)}" if refused else closed.reason[:60]
         self.closes[f"{closed.code} {reason} ({who})".replace("  ", " ")] += 1
 
     def summary(self) -> dict[str, Any]:
@@ -175,5 +177,6 @@ class Connector:
             proto = await endpoint.connect(factory).addTimeout(timeout, self.reactor)
             return await proto.opened.addTimeout(timeout, self.reactor)
         except Exception as exc:
-            tally.refused[type(exc).__name__ + ": " + str(exc)[:60]] += 1
+            refused = re.search(r"upgrade failed \[(\d+)", str(exc))
+            tally.refused[f"HTTP {refused.group(1)}" if refused else str(exc)[:60]] += 1
             raise

@@ -160,7 +160,7 @@ async def _drive(soak: Soak, node: Node, server: Server, limits: Limits) -> None
     loops = _start_abuse(soak, abuse, limits)
     if options.fuzz_examples:
         loops.append(threads.deferToThread(fuzzer.run))
-    revoked = await abuse.revoked_client(server.tokens["revoked"])
+    revoked = await abuse.revoked_client(server.tokens["revoked"], options.idle_timeout_s / 3)
     faults = Faults(node.control_url)
     started = soak.started = time.monotonic()
     await _inject_faults(soak, faults, reference, pacer, started, lambda: _revoke(soak, server))
@@ -429,6 +429,7 @@ def _check_abuse(soak: Soak, abuse: Abuse, fuzzer: Fuzzer, revoked: Any) -> None
         flood.closes["still open after the burst"],
         abuse.admitted,
         not abuse.tally("intruder").connects,
+        set(abuse.tally("intruder").refused) - {"HTTP 401"},
         ended is None or ended.code != 1008 or ended.by_us,
     ]
     soak.check("abuse", not any(problems), detail)
