@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred
 from bench.soak.connect import Closed, Connector, SoakProtocol, Tally
 
 CHANNELS = ("l2Book", "trades", "bbo", "l4Book")
+RESUBSCRIBES = 12  # l4Book resubscribes of a stalled client (48 messages: within any rate bucket)
 
 
 class Pacer:
@@ -142,7 +143,11 @@ class Abuse:
             await self.pacer.pause(rng.uniform(0.0, 0.3))
 
     async def stall(self, index: int, rounds: int, stall_s: float) -> None:
-        """Subscribe to the big lossless views, stop reading for ``stall_s``, then look."""
+        """Subscribe to the big lossless views, stop reading for ``stall_s``, then look.
+
+        Every other staller also resubscribes l4Book while not reading, so
+        Snapshots pile up towards ``max_queued_bytes`` (slow-consumer close).
+        """
         reactor = self.connector.reactor
         for _ in range(rounds):
             if self.pacer.stopping:
@@ -157,6 +162,10 @@ class Abuse:
                 proto.subscribe({"type": "trades", "coin": coin})
             proto.subscribe({"type": "allMids"})
             proto.transport.pauseProducing()
+            for _ in range(RESUBSCRIBES if index % 2 else 0):  # every one queues a Snapshot
+                for coin in self.coins[:2]:
+                    proto.subscribe({"type": "l4Book", "coin": coin}, "unsubscribe")
+                    proto.subscribe({"type": "l4Book", "coin": coin})
             started = time.monotonic()
             await self.pacer.pause(stall_s)
             proto.transport.resumeProducing()

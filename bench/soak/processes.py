@@ -93,6 +93,7 @@ class Node:
             "--scale", str(options["scale"]),
             "--blocks-per-second", str(options["blocks_per_second"]),
             "--hour-seconds", str(options["hour_seconds"]), "--start-time", START_TIME,
+            *(("--deep", options["deep"]) if options["deep"] else ()),
         )  # fmt: skip
 
     def ready(self) -> str:

@@ -68,6 +68,7 @@ class Options:
     hour_seconds: float = 30.0
     mode: str = "by_block"
     seed: int = 7
+    deep: str = ""  # e.g. "ETH=5000": the simulator's --deep (where it has it)
     rss_bound_mb: float = 48.0
     rss_wait_s: float = 60.0  # how long RSS may take to come back after the clients left
     workdir: str | None = None
@@ -174,12 +175,16 @@ async def _drive(soak: Soak, node: Node, server: Server, limits: Limits) -> None
     if faults.errors:
         soak.check("faults", False, faults.errors[:5])
     await _until(reactor, lambda: _ready(server), 120, "the server ready after the faults")
-    watcher.stop()
-    watch.finish()
-    soak.figures["health_seconds"] = watch.summary()
-    soak.check("liveness", not watch.stretches, {"stale_while_node_writes": watch.stretches[:3]})
-    height = await _check_books(soak, node, keepers)
-    await _check_trades(soak, reference, keepers, height)
+    try:
+        height = await _check_books(soak, node, keepers)
+        await _check_trades(soak, reference, keepers, height)
+    finally:
+        watcher.stop()
+        watch.finish()
+        soak.figures["health_seconds"] = watch.summary()
+        soak.check(
+            "liveness", not watch.stretches, {"stale_while_node_writes": watch.stretches[:3]}
+        )
     _check_keepers(soak, keepers)
     _check_abuse(soak, abuse, fuzzer, revoked)
     await _leave(soak, server, keepers, rss_start)
