@@ -181,6 +181,9 @@ def cases(max_message_bytes: int) -> st.SearchStrategy[Case]:
                 "huge", b"[" + b" " * (max_message_bytes + n) + b"]", f"close:{TOO_BIG}"
             )
         ),
+        st.integers(max_message_bytes + 1, 2**62).map(
+            lambda n: Case("huge header", (_header_only(n),), f"close:{TOO_BIG}")
+        ),
         st.sampled_from(_violations()),
         st.integers(1, 16).map(
             lambda mb: Case(
@@ -207,6 +210,11 @@ def _utf8(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _header_only(length: int) -> bytes:
+    """A masked text frame header announcing ``length`` bytes, and a few of them."""
+    return struct.pack("!BBQ", 0x81, 0x80 | 127, length) + os.urandom(4) + b"[" * 16
 
 
 def _violations() -> list[Case]:
