@@ -131,40 +131,104 @@ async def run(reactor: Any, options: Options) -> dict[str, Any]:
     return report(soak)
 
 
-async def _drive(soak: Soak, node: Node, server: Server, limits: Limits) -> None:
-    options, reactor = soak.options, soak.reactor
-    start_health = await threads.deferToThread(server.health)
-    rss_start = server.rss_mb()
-    sampler = task.LoopingCall(lambda: _sample_rss(soak, server))
-    sampler.clock = reactor
-    sampler.start(0.5)
+@dataclass
+class Monitors:
+    """What runs beside the clients: RSS samples, the fills reference, the /health watch."""
+
+    reference: FillsReference
+    watch: HealthWatch
+    loops: list[task.LoopingCall]
+    start_height: int
+    rss_start: float
+
+    def stop(self) -> None:
+        for loop in self.loops:
+            if loop.running:
+                loop.stop()
+        self.watch.finish()
+
+
+async def _monitors(soak: Soak, node: Node, server: Server) -> Monitors:
+    start = await threads.deferToThread(server.health)
     reference = FillsReference(node.data_dir)
-    poller = task.LoopingCall(reference.poll)
-    poller.clock = reactor
-    poller.start(1.0)
     watch = HealthWatch(stale_limit_s=STALL_FAULT_S + 2 * STALL_TIMEOUT_S + 2)
-    watcher = task.LoopingCall(_watch_health, server, watch)
-    watcher.clock = reactor
-    watcher.start(1.0)
-    connector = Connector(reactor, server.port, server.certificate, server.tokens["clients"])
-    keepers = await _start_keepers(soak, connector)
+    calls = [
+        (0.5, lambda: _sample_rss(soak, server)),
+        (1.0, reference.poll),
+        (1.0, lambda: _watch_health(server, watch)),
+    ]
+    loops = []
+    for interval, call in calls:
+        loop = task.LoopingCall(call)
+        loop.clock = soak.reactor
+        loop.start(interval)
+        loops.append(loop)
+    return Monitors(reference, watch, loops, start.get("height") or 0, server.rss_mb())
+
+
+async def _drive(soak: Soak, node: Node, server: Server, limits: Limits) -> None:
+    """Clients and faults for ``options.seconds``, then every check."""
+    monitors = await _monitors(soak, node, server)
+    try:
+        connector = Connector(
+            soak.reactor, server.port, server.certificate, server.tokens["clients"]
+        )
+        keepers = await _start_keepers(soak, connector)
+        soak.rss_phases["keepers subscribed"] = server.rss_mb()
+        abuse, fuzzer, revoked = await _abuse(soak, node, server, limits, connector, monitors)
+        await _until(soak.reactor, lambda: _ready(server), 120, "the server ready after faults")
+        await _phase(soak, "books", _check_books_and_trades(soak, node, keepers, monitors))
+        _check_keepers(soak, keepers)
+        _check_abuse(soak, abuse, fuzzer, revoked)
+        await _phase(soak, "rss", _leave(soak, server, keepers, monitors.rss_start))
+    finally:
+        monitors.stop()
+        soak.figures["health_seconds"] = monitors.watch.summary()
+        soak.check(
+            "liveness",
+            not monitors.watch.stretches,
+            {"stale_while_node_writes": monitors.watch.stretches[:3]},
+        )
+        end = await threads.deferToThread(server.health)
+        soak.figures.update(
+            duration_s=round(time.monotonic() - soak.started, 1),
+            blocks=(end.get("height") or 0) - monitors.start_height,
+            blocks_in_fills_files=len(monitors.reference.heights),
+            server_resyncs=_resyncs(server),
+        )
+
+
+async def _phase(soak: Soak, name: str, work: Any) -> None:
+    """Await ``work``; if it cannot finish, check ``name`` fails saying why."""
+    try:
+        await work
+    except Exception as exc:
+        soak.check(name, False, f"{type(exc).__name__}: {exc}")
+
+
+async def _abuse(
+    soak: Soak,
+    node: Node,
+    server: Server,
+    limits: Limits,
+    connector: Connector,
+    monitors: Monitors,
+) -> tuple[Abuse, Fuzzer, Any]:
+    """Every other kind of client, and the faults, for ``options.seconds``."""
+    options, reactor = soak.options, soak.reactor
     pacer = Pacer(reactor)
     abuse = Abuse(connector, pacer, list(options.coins), limits.messages_per_minute, options.seed)
-    soak.rss_phases["keepers subscribed"] = server.rss_mb()
+    token = server.tokens["clients"]
     fuzzer = Fuzzer(
-        server.port,
-        server.tokens["clients"],
-        limits.max_message_bytes,
-        options.fuzz_examples,
-        options.fuzz_pace_s,
+        server.port, token, limits.max_message_bytes, options.fuzz_examples, options.fuzz_pace_s
     )
     loops = _start_abuse(soak, abuse, limits)
     if options.fuzz_examples:
         loops.append(threads.deferToThread(fuzzer.run))
     revoked = await abuse.revoked_client(server.tokens["revoked"], options.idle_timeout_s / 3)
     faults = Faults(node.control_url)
-    started = soak.started = time.monotonic()
-    await _inject_faults(soak, faults, reference, pacer, started, lambda: _revoke(soak, server))
+    soak.started = time.monotonic()
+    await _inject_faults(soak, faults, monitors.reference, pacer, lambda: _revoke(soak, server))
     pacer.stop()
     fuzzer.stop_event.set()
     soak.rss_phases["end of abuse"] = server.rss_mb()
@@ -174,32 +238,18 @@ async def _drive(soak: Soak, node: Node, server: Server, limits: Limits) -> None
     soak.figures["faults"] = {"injected": dict(faults.injected), "missing": sorted(faults.missing)}
     if faults.errors:
         soak.check("faults", False, faults.errors[:5])
-    await _until(reactor, lambda: _ready(server), 120, "the server ready after the faults")
-    try:
-        height = await _check_books(soak, node, keepers)
-        await _check_trades(soak, reference, keepers, height)
-    finally:
-        watcher.stop()
-        watch.finish()
-        soak.figures["health_seconds"] = watch.summary()
-        soak.check(
-            "liveness", not watch.stretches, {"stale_while_node_writes": watch.stretches[:3]}
-        )
-    _check_keepers(soak, keepers)
-    _check_abuse(soak, abuse, fuzzer, revoked)
-    await _leave(soak, server, keepers, rss_start)
-    poller.stop()
-    sampler.stop()
-    end_health = await threads.deferToThread(server.health)
-    soak.figures.update(
-        duration_s=round(time.monotonic() - started, 1),
-        blocks=(end_health.get("height") or 0) - (start_health.get("height") or 0),
-        blocks_in_fills_files=len(reference.heights),
-        server_resyncs=_resyncs(server),
-    )
+    return abuse, fuzzer, revoked
+
+
+async def _check_books_and_trades(
+    soak: Soak, node: Node, keepers: list, monitors: Monitors
+) -> None:
+    height = await _check_books(soak, node, keepers)
+    await _check_trades(soak, monitors.reference, keepers, height)
 
 
 def _watch_health(server: Server, watch: HealthWatch) -> Deferred:
+    """One /health sample (in a thread: the request blocks)."""
     return threads.deferToThread(server.health).addCallback(watch.sample)
 
 
@@ -270,19 +320,18 @@ async def _inject_faults(
     faults: Faults,
     reference: FillsReference,
     pacer: Pacer,
-    started: float,
-    halfway: Callable[[], None],
+    halfway: Callable[[], None] | None,
 ) -> None:
     """Switch on the schedule's faults in turn; call ``halfway`` once, half-way through."""
     options = soak.options
     steps = schedule(stall_s=STALL_FAULT_S, restart_s=1.0)
     index = 0
-    while time.monotonic() - started < options.seconds:
-        if halfway is not None and time.monotonic() - started > options.seconds / 2:
+    while time.monotonic() - soak.started < options.seconds:
+        if halfway is not None and time.monotonic() - soak.started > options.seconds / 2:
             halfway()
             halfway = None
         await pacer.pause(min(options.fault_every_s, options.seconds))
-        if time.monotonic() - started >= options.seconds:
+        if time.monotonic() - soak.started >= options.seconds:
             break
         reference.poll()  # before delete_old removes what was not read yet
         await threads.deferToThread(faults.inject, steps[index % len(steps)])
