@@ -47,6 +47,8 @@ def show(report: dict[str, Any]) -> None:
     print(f"faults missing in the simulator {report.get('faults', {}).get('missing')}")
     for kind, tally in report.get("clients", {}).items():
         print(f"clients {kind}: {json.dumps(tally)}")
+    for name, value in report.get("metrics", {}).items():
+        print(f"server metric {name} {value:g}")
     fuzz = report.get("fuzz", {})
     print(f"fuzz: {fuzz.get('cases')} cases {json.dumps(fuzz.get('by_kind'))}")
     print(

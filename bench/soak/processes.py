@@ -160,6 +160,21 @@ class Server:
         except (OSError, ValueError):
             return {}
 
+    def metrics(self, prefixes: tuple[str, ...]) -> dict[str, float]:
+        """The /metrics samples whose names start with one of ``prefixes``."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                text = response.read().decode()
+        except OSError:
+            return {}
+        samples = {}
+        for line in text.splitlines():
+            name, _, value = line.rpartition(" ")
+            if name.startswith(prefixes) and value:
+                samples[name] = float(value)
+        return samples
+
     def rss_mb(self) -> float:
         return _status_kb(self.pid, "VmRSS") / 1024
 

@@ -16,6 +16,8 @@ The checks (each a :class:`Check` in the report):
   wrote blocks (see :mod:`bench.soak.watch`);
 - ``rss``: the server's RSS came back within ``rss_bound_mb`` of its
   client-less figure after every client left;
+- ``counters``: the server's ``connections_rejected_total{reason="rate"}``
+  counts connections (at most one per connection opened);
 - ``log``: no ``Unhandled`` or ``Traceback`` in the server's log, and the
   server exits cleanly on SIGTERM.
 """
@@ -44,6 +46,15 @@ from tests.e2e.l4client import comparable, request_snapshot
 from tests.polling import until
 
 CLOSING_S = 10  # autobahn's closing handshake (5 s) and then some
+METRICS = (  # what the server counted of the abuse, for the report
+    "orderbook_ws_slow_clients_closed_total",
+    "orderbook_ws_connections_rejected_total",
+    "orderbook_ws_client_errors_total",
+    "orderbook_access_denied_total",
+    "orderbook_node_bad_lines_total",
+    "orderbook_node_resyncs_total",
+    "orderbook_sockets_open",
+)
 STALL_TIMEOUT_S = 2  # the server's [node] stall_timeout_s
 STALL_FAULT_S = 3.0  # a node stall longer than that
 
@@ -189,6 +200,8 @@ async def _drive(soak: Soak, node: Node, server: Server, limits: Limits) -> None
             not monitors.watch.stretches,
             {"stale_while_node_writes": monitors.watch.stretches[:3]},
         )
+        soak.figures["metrics"] = await threads.deferToThread(server.metrics, METRICS)
+        _check_counters(soak)
         end = await threads.deferToThread(server.health)
         soak.figures.update(
             duration_s=round(time.monotonic() - soak.started, 1),
@@ -196,6 +209,21 @@ async def _drive(soak: Soak, node: Node, server: Server, limits: Limits) -> None
             blocks_in_fills_files=len(monitors.reference.heights),
             server_resyncs=_resyncs(server),
         )
+
+
+def _check_counters(soak: Soak) -> None:
+    """The server counts a rate-limited connection once, not once per message past the limit."""
+    metrics = soak.figures["metrics"]
+    rejected = metrics.get('orderbook_ws_connections_rejected_total{reason="rate"}', 0)
+    tallies = soak.figures.get("tallies", {})
+    connections = sum(t.opened for t in tallies.values()) + soak.figures.get("fuzz", {}).get(
+        "connections", 0
+    )
+    soak.check(
+        "counters",
+        rejected <= connections,
+        {"rate_rejections_counted": rejected, "connections_opened": connections},
+    )
 
 
 async def _phase(soak: Soak, name: str, work: Any) -> None:

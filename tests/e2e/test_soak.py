@@ -27,8 +27,8 @@ SHORT = [
     "--hour-seconds", "4", "--keepers", "3", "--churners", "2", "--stallers", "1",
     "--half-open", "9", "--fuzz-examples", "400", "--rss-wait-s", "10",
 ]  # fmt: skip
-CHECKS = {"books", "trades", "keepers", "liveness", "fuzz", "abuse", "rss", "log"}
-KNOWN_FAILING = {"trades"}  # see test_no_trade_is_lost_across_resyncs
+CHECKS = {"books", "trades", "keepers", "liveness", "fuzz", "abuse", "rss", "counters", "log"}
+KNOWN_FAILING = {"trades", "counters"}  # see the xfail tests below
 
 
 @pytest.fixture(scope="module")
@@ -71,4 +71,15 @@ def test_short_soak_passes_its_checks(report):
 def test_no_trade_is_lost_across_resyncs(report):
     """Every trade of every block after a keeper's first Snapshot arrived exactly once."""
     problems = failed(report, {"trades"})
+    assert not problems, json.dumps(problems, indent=1, default=str)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="every message a rate-limited client sent past the limit counts as one more "
+    "rejected connection (FeedProtocol._within_rate calls reject('rate') each time)",
+)
+def test_rate_limited_connections_are_counted_once(report):
+    """orderbook_ws_connections_rejected_total{reason="rate"} <= connections opened."""
+    problems = failed(report, {"counters"})
     assert not problems, json.dumps(problems, indent=1, default=str)
