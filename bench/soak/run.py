@@ -348,22 +348,25 @@ async def _inject_faults(
     faults: Faults,
     reference: FillsReference,
     pacer: Pacer,
-    halfway: Callable[[], None] | None,
+    halfway: Callable[[], None],
 ) -> None:
     """Switch on the schedule's faults in turn; call ``halfway`` once, half-way through."""
     options = soak.options
     steps = schedule(stall_s=STALL_FAULT_S, restart_s=1.0)
     index = 0
-    while time.monotonic() - soak.started < options.seconds:
-        if halfway is not None and time.monotonic() - soak.started > options.seconds / 2:
+    next_fault = options.fault_every_s
+    half = options.seconds / 2
+    while (now := time.monotonic() - soak.started) < options.seconds:
+        if half is not None and now >= half:
             halfway()
-            halfway = None
-        await pacer.pause(min(options.fault_every_s, options.seconds))
-        if time.monotonic() - soak.started >= options.seconds:
-            break
-        reference.poll()  # before delete_old removes what was not read yet
-        await threads.deferToThread(faults.inject, steps[index % len(steps)])
-        index += 1
+            half = None
+        if now >= next_fault:
+            reference.poll()  # before delete_old removes what was not read yet
+            await threads.deferToThread(faults.inject, steps[index % len(steps)])
+            index += 1
+            next_fault += options.fault_every_s
+        upcoming = min(next_fault, options.seconds, half if half is not None else options.seconds)
+        await pacer.pause(max(0.0, upcoming - (time.monotonic() - soak.started)))
 
 
 async def _settle(reactor: Any, loops: list[Deferred]) -> None:
@@ -497,6 +500,8 @@ def _check_abuse(soak: Soak, abuse: Abuse, fuzzer: Fuzzer, revoked: Any) -> None
         soak.check("fuzz", sum(fuzz.sent.values()) > 0 and not fuzz.failures, fuzz.failures[:8])
     flood = abuse.tally("flood")
     ended = revoked.closed.result if revoked is not None and revoked.closed.called else None
+    if revoked is not None and ended is None:
+        revoked.abort()  # the revocation did not close it: judged below, gone before _leave
     detail = {
         "stalled_clients_left_open": abuse.stalled_open[:5],
         "half_open_sockets_left_open": abuse.half_open_left,
