@@ -101,19 +101,6 @@ def _mutated(template: dict[str, Any], path: tuple, action: str, value: Any) -> 
     return request
 
 
-@st.composite
-def mutated_requests(draw: st.DrawFn) -> Case:
-    """A valid request with one value replaced by any JSON, deleted, or a key added.
-
-    Each gets an answer: an error, a subscriptionResponse, a post answer or a pong.
-    """
-    template = draw(st.sampled_from(TEMPLATES))
-    path = draw(st.sampled_from(_paths(template)))
-    action = draw(st.sampled_from(["replace", "delete", "add"]))
-    request = _mutated(template, path, action, draw(json_values))
-    return text_case("mutated request", json.dumps(request).encode())
-
-
 @dataclass(frozen=True)
 class Case:
     """One thing to send; ``expect`` is what the server must answer."""
@@ -149,15 +136,29 @@ def frame(
     if not masked:
         return header + payload
     mask = os.urandom(4)
-    body = (
-        (
-            int.from_bytes(payload, "big")
-            ^ int.from_bytes((mask * (length // 4 + 1))[:length], "big")
-        )
-        if length
-        else 0
-    )
-    return header + mask + body.to_bytes(length, "big")
+    return header + mask + _masked(payload, mask)
+
+
+def _masked(payload: bytes, key: bytes) -> bytes:
+    """``payload`` XOR the repeated 4-byte key (as big integers: fast for big frames)."""
+    if not payload:
+        return b""
+    stream = (key * (len(payload) // 4 + 1))[: len(payload)]
+    mixed = int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")
+    return mixed.to_bytes(len(payload), "big")
+
+
+@st.composite
+def mutated_requests(draw: st.DrawFn) -> Case:
+    """A valid request with one value replaced by any JSON, deleted, or a key added.
+
+    Each gets an answer: an error, a subscriptionResponse, a post answer or a pong.
+    """
+    template = draw(st.sampled_from(TEMPLATES))
+    path = draw(st.sampled_from(_paths(template)))
+    action = draw(st.sampled_from(["replace", "delete", "add"]))
+    request = _mutated(template, path, action, draw(json_values))
+    return text_case("mutated request", json.dumps(request).encode())
 
 
 def deflated(data: bytes) -> bytes:
