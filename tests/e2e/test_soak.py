@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
+from bench.soak.reference import FillsReference
+from orderbook.sim.generate import generate
 from tests.e2e.procs import REPO, child_env
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SHORT = [
     "--seconds", "20", "--fault-every-s", "1.2", "--idle-timeout-s", "6",
@@ -50,6 +51,8 @@ def failed(report: dict[str, Any], names: set[str]) -> dict[str, Any]:
     return {c["name"]: c["detail"] for c in report["checks"] if c["name"] in names and not c["ok"]}
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_short_soak_passes_its_checks(report):
     """Books equal, liveness, keepers undisturbed, fuzz answered, abusers closed, RSS back, clean log."""
     names = {check["name"] for check in report["checks"]}
@@ -63,6 +66,8 @@ def test_short_soak_passes_its_checks(report):
     assert not problems, json.dumps(problems, indent=1, default=str)
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
     reason="trades of blocks that arrive while the server resyncs are never published "
@@ -74,6 +79,8 @@ def test_no_trade_is_lost_across_resyncs(report):
     assert not problems, json.dumps(problems, indent=1, default=str)
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
     reason="every message a rate-limited client sent past the limit counts as one more "
@@ -83,3 +90,29 @@ def test_rate_limited_connections_are_counted_once(report):
     """orderbook_ws_connections_rejected_total{reason="rate"} <= connections opened."""
     problems = failed(report, {"counters"})
     assert not problems, json.dumps(problems, indent=1, default=str)
+
+
+def test_fills_reference_reads_each_whole_line_once(tmp_path):
+    """The trades reference: every tid of the fills files once; broken and partial lines skipped."""
+    generated = generate(tmp_path, 30, seed=3, scale=0.05, split_probability=0.0)
+    written = {
+        pair[1]["tid"]: (line["block_number"], pair[1]["coin"])
+        for path in (tmp_path / "node_fills_by_block").rglob("*")
+        if path.is_file()
+        for line in map(json.loads, path.read_text().splitlines())
+        for pair in line["events"]
+    }
+    reference = FillsReference(tmp_path)
+    reference.poll()
+    assert reference.trades == written and written
+    fills = next(p for p in (tmp_path / "node_fills_by_block").rglob("*") if p.is_file())
+    late = '{"local_time":"x","block_time":"x","block_number":%d,"events":[["0xa",{"coin":"BTC","tid":7}]]}'
+    with fills.open("a") as file:
+        file.write("garbage\n" + late % (generated.last_height + 1))  # no newline yet
+    reference.poll()
+    assert 7 not in reference.trades and reference.bad_lines == 1
+    with fills.open("a") as file:
+        file.write("\n")
+    reference.poll()
+    assert reference.trades[7] == (generated.last_height + 1, "BTC")
+    assert reference.expected("BTC", generated.last_height, generated.last_height + 1) == {7}
