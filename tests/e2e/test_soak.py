@@ -22,7 +22,6 @@ from bench.soak.reference import FillsReference
 from orderbook.sim.generate import generate
 from tests.e2e.procs import REPO, child_env
 
-
 SHORT = [
     "--seconds", "20", "--fault-every-s", "1.2", "--idle-timeout-s", "6",
     "--hour-seconds", "4", "--keepers", "3", "--churners", "2", "--stallers", "1",
