@@ -52,7 +52,7 @@ def show(report: dict[str, Any]) -> None:
     fuzz = report.get("fuzz", {})
     print(f"fuzz: {fuzz.get('cases')} cases {json.dumps(fuzz.get('by_kind'))}")
     print(
-        f"RSS MB: start {rss.get('start')} peak {rss.get('peak_hwm')} final {rss.get('final')} (bound {rss.get('bound')})"
+        f"RSS MB: start {rss.get('start')} peak {rss.get('peak_sampled')} final {rss.get('final')} (bound {rss.get('bound')})"
     )
     for check in report["checks"]:
         print(

@@ -175,11 +175,17 @@ class Server:
                 samples[name] = float(value)
         return samples
 
+    def pids(self) -> list[int]:
+        """The server's processes: twistd and its workers (children), if any."""
+        return [self.pid, *_children(self.pid)]
+
     def rss_mb(self) -> float:
-        return _status_kb(self.pid, "VmRSS") / 1024
+        """Resident memory of every server process, summed."""
+        return sum(_status_kb(pid, "VmRSS") for pid in self.pids()) / 1024
 
     def peak_rss_mb(self) -> float:
-        return _status_kb(self.pid, "VmHWM") / 1024
+        """Every server process's own peak (VmHWM), summed: an upper bound of the peak."""
+        return sum(_status_kb(pid, "VmHWM") for pid in self.pids()) / 1024
 
     def log_problems(self) -> list[str]:
         """Lines around every ``Unhandled`` or ``Traceback`` in the server's log."""
@@ -189,6 +195,29 @@ class Server:
             if re.search(r"Unhandled|Traceback", line):
                 found.append(" | ".join(lines[index : index + 6])[:600])
         return found
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc/*/stat)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return sorted(children)
+
+
+def total(samples: dict[str, float], name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples having ``labels`` (over workers, say)."""
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
+    return sum(
+        value
+        for sample, value in samples.items()
+        if sample.split("{", 1)[0] == name and all(label in sample for label in wanted)
+    )
 
 
 def _status_kb(pid: int, key: str) -> int:

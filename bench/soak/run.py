@@ -18,6 +18,7 @@ The checks (each a :class:`Check` in the report):
   client-less figure after every client left;
 - ``counters``: the server's ``connections_rejected_total{reason="rate"}``
   counts connections (at most one per connection opened);
+- ``workers``: no server process died (and was replaced) during the soak;
 - ``log``: no ``Unhandled`` or ``Traceback`` in the server's log, and the
   server exits cleanly on SIGTERM.
 """
@@ -39,7 +40,7 @@ from bench.soak.connect import Connector, Tally
 from bench.soak.faults import Faults, schedule
 from bench.soak.fuzz import Fuzzer
 from bench.soak.keeper import KeeperProtocol, KeeperState
-from bench.soak.processes import Limits, Node, Server
+from bench.soak.processes import Limits, Node, Server, total
 from bench.soak.reference import FillsReference
 from bench.soak.watch import HealthWatch
 from tests.e2e.l4client import comparable, request_snapshot
@@ -103,6 +104,7 @@ class Soak:
     figures: dict[str, Any] = field(default_factory=dict)
     rss_peak_mb: float = 0.0
     rss_phases: dict[str, float] = field(default_factory=dict)
+    processes: set[int] = field(default_factory=set)  # every server pid seen
     started: float = 0.0
 
     def check(self, name: str, ok: bool, detail: Any) -> None:
@@ -202,19 +204,26 @@ async def _drive(soak: Soak, node: Node, server: Server, limits: Limits) -> None
         )
         soak.figures["metrics"] = await threads.deferToThread(server.metrics, METRICS)
         _check_counters(soak)
+        alive = set(server.pids())
+        soak.check(
+            "workers",
+            soak.processes <= alive,
+            {"processes": len(alive), "gone_meanwhile": sorted(soak.processes - alive)},
+        )
         end = await threads.deferToThread(server.health)
         soak.figures.update(
             duration_s=round(time.monotonic() - soak.started, 1),
             blocks=(end.get("height") or 0) - monitors.start_height,
             blocks_in_fills_files=len(monitors.reference.heights),
-            server_resyncs=_resyncs(server),
+            server_resyncs=total(soak.figures["metrics"], "orderbook_node_resyncs_total"),
+            server_processes_seen=len(soak.processes),
         )
 
 
 def _check_counters(soak: Soak) -> None:
     """The server counts a rate-limited connection once, not once per message past the limit."""
     metrics = soak.figures["metrics"]
-    rejected = metrics.get('orderbook_ws_connections_rejected_total{reason="rate"}', 0)
+    rejected = total(metrics, "orderbook_ws_connections_rejected_total", reason="rate")
     tallies = soak.figures.get("tallies", {})
     connections = sum(t.opened for t in tallies.values()) + soak.figures.get("fuzz", {}).get(
         "connections", 0
@@ -296,10 +305,7 @@ async def _until(reactor: Any, condition: Any, timeout: float, what: str) -> Non
 
 def _sample_rss(soak: Soak, server: Server) -> None:
     soak.rss_peak_mb = max(soak.rss_peak_mb, server.rss_mb())
-
-
-def _resyncs(server: Server) -> int:
-    return server.proc.output().count("resyncing")
+    soak.processes.update(server.pids())
 
 
 async def _start_keepers(soak: Soak, connector: Connector) -> list[tuple[KeeperState, Any]]:
@@ -541,7 +547,8 @@ async def _leave(soak: Soak, server: Server, keepers: list, rss_start: float) ->
     soak.figures["rss_mb"] = {
         "start": round(rss_start, 1),
         "peak_sampled": round(soak.rss_peak_mb, 1),
-        "peak_hwm": round(server.peak_rss_mb(), 1),
+        "peak_hwm_sum": round(server.peak_rss_mb(), 1),
+        "processes": len(server.pids()),
         "final": round(final, 1),
         "bound": round(bound, 1),
         "phases": {name: round(value, 1) for name, value in soak.rss_phases.items()},

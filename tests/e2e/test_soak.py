@@ -27,7 +27,18 @@ SHORT = [
     "--hour-seconds", "4", "--keepers", "3", "--churners", "2", "--stallers", "1",
     "--half-open", "9", "--fuzz-examples", "400", "--rss-wait-s", "10",
 ]  # fmt: skip
-CHECKS = {"books", "trades", "keepers", "liveness", "fuzz", "abuse", "rss", "counters", "log"}
+CHECKS = {
+    "books",
+    "trades",
+    "keepers",
+    "liveness",
+    "fuzz",
+    "abuse",
+    "rss",
+    "counters",
+    "workers",
+    "log",
+}
 KNOWN_FAILING = {"trades", "counters"}  # see the xfail tests below
 
 
