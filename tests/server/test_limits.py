@@ -256,3 +256,19 @@ def test_max_views_refuses_a_new_view_with_an_error():
     assert second.channels() == ["subscriptionResponse", "l2Book"]
     assert server.counter("orderbook_ws_views_refused_total") == 1
     assert "orderbook_ws_views 2" in server.metrics.render()
+
+
+def test_rate_limited_connection_counted_once():
+    """Messages a client sends past its rate limit (while the close handshake runs) are
+    ignored: the connection is one rejection{reason="rate"}, closed once with 1008."""
+    server = MemoryServer(messages_per_minute=600)
+    flooder, other = server.connect(), server.connect()
+    for _ in range(60 + 25):
+        flooder.send({"method": "ping"})
+    assert flooder.channels().count("pong") == 60
+    assert flooder.close_frame() == (1008, "rate limit: more than 600 messages per minute")
+    assert server.counter("orderbook_ws_connections_rejected_total", "rate") == 1
+    for _ in range(61):
+        other.send({"method": "ping"})
+    assert other.close_frame() == (1008, "rate limit: more than 600 messages per minute")
+    assert server.counter("orderbook_ws_connections_rejected_total", "rate") == 2
