@@ -21,7 +21,9 @@ The work is delegated: lines come from :mod:`~orderbook.node.tail` through
 (with its grace timer); snapshots and catch-up live in
 :mod:`~orderbook.node.resync`, periodic validation and per-coin resyncs in
 :mod:`~orderbook.node.validation`, stale detection in
-:mod:`~orderbook.node.stall`; listeners hear results through
+:mod:`~orderbook.node.stall`; trades are paired from the fills lines by
+:mod:`~orderbook.node.tape`, apart from the book and its states (a resync
+never holds them back); listeners hear results through
 :mod:`~orderbook.node.listeners`. Every callback is an error boundary: nothing
 here stops the process. The only clock is the reactor's (injectable).
 """
@@ -49,6 +51,7 @@ from orderbook.node.schema import DIRECTORIES, STREAM_KINDS, coin_filter
 from orderbook.node.stall import StallWatch
 from orderbook.node.streaming import GraceTimer, StreamAssembler
 from orderbook.node.tail import NodeTailer
+from orderbook.node.tape import TradeTape
 from orderbook.node.validation import Validator
 
 INITIALIZING = "initializing"
@@ -96,6 +99,7 @@ class IngestService(Service):
             metrics, reactor,
         )  # fmt: skip
         self.lines = LineIntake(self, metrics)
+        self.tape = TradeTape(self.accept_coin, self.streaming, self.listener.trades_paired)
         self.assembler = make_assembler(self)
         self.grace = (
             GraceTimer(reactor, self._assembly, lambda out: self._guard(self.blocks_out, out))

@@ -44,3 +44,31 @@ def test_trades_grouped_per_coin_in_completion_order():
         "ETH": [1, 3],
         "BTC": [2],
     }
+
+
+def test_trades_paired_by_tid_not_position():
+    """Fills pair by tid even when interleaved; side is the crossed fill's side."""
+    fills = [
+        fill(ALICE, 10, "B", True, px="100.0"),
+        fill(ALICE, 11, "A", True, px="99.0"),
+        fill(BOB, 11, "B", False, px="99.0"),
+        fill(BOB, 10, "A", False, px="100.0"),
+    ]
+    result = TradePairer().feed(1, fills, accept)
+    assert [(t["tid"], t["side"], t["px"], t["users"]) for t in result["BTC"]] == [
+        (11, "A", "99.0", [BOB, ALICE]),
+        (10, "B", "100.0", [ALICE, BOB]),
+    ]
+    assert set(result["BTC"][0]) == {
+        "coin", "side", "px", "sz", "time", "hash", "tid", "users",
+    }  # fmt: skip
+
+
+def test_trade_split_across_blocks_is_paired_later():
+    """A lone fill waits for its partner in a later block (streaming mode)."""
+    pairer = TradePairer()
+    assert pairer.feed(1, [fill(BOB, 20, "A", True)], accept) == {}
+    assert pairer.pending_count() == 1
+    second = pairer.feed(2, [fill(ALICE, 20, "B", False)], accept)
+    assert [(t["side"], t["users"]) for t in second["BTC"]] == [("A", [ALICE, BOB])]
+    assert pairer.pending_count() == 0

@@ -28,9 +28,13 @@ class Listener:
         self.heights: list[int] = []
         self.resets: list[set[str]] = []
         self.states: list[str] = []
+        self.tids: list[int] = []  # every trade published, in order
 
     def block_applied(self, result) -> None:
         self.heights.append(result.height)
+
+    def trades_paired(self, trades) -> None:
+        self.tids += [trade["tid"] for coin in sorted(trades) for trade in trades[coin]]
 
     def books_reset(self, coins) -> None:
         self.resets.append(set(coins))
@@ -326,6 +330,8 @@ class Quiet:
     """A listener that keeps nothing (its memory is not the service's)."""
 
     def block_applied(self, result) -> None: ...
+
+    def trades_paired(self, trades) -> None: ...
 
     def books_reset(self, coins) -> None: ...
 
