@@ -72,3 +72,14 @@ def test_trade_split_across_blocks_is_paired_later():
     second = pairer.feed(2, [fill(ALICE, 20, "B", False)], accept)
     assert [(t["side"], t["users"]) for t in second["BTC"]] == [("A", [ALICE, BOB])]
     assert pairer.pending_count() == 0
+
+
+def test_fill_of_a_trade_already_paired_pairs_nothing():
+    """Both fills read again (within max_age blocks): no second trade, nothing pending;
+    after max_age blocks the tid is forgotten."""
+    pairer = TradePairer(max_age=3)
+    fills = [fill(ALICE, 7, "B", True), fill(BOB, 7, "A", False)]
+    assert [t["tid"] for t in pairer.feed(10, fills, accept)["BTC"]] == [7]
+    assert pairer.feed(10, fills, accept) == {} and pairer.pending_count() == 0
+    pairer.feed(14, [], accept)
+    assert [t["tid"] for t in pairer.feed(15, fills, accept)["BTC"]] == [7]
