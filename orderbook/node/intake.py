@@ -15,8 +15,8 @@ hour's outage is still believed), is refused. Before the first snapshot
 there is no reference; a failed first snapshot starts assembly afresh.
 
 Every fills line also goes to the service's
-:class:`~orderbook.node.tape.TradeTape`, which publishes its trades at the
-end of the tailer batch whatever the book's state.
+:class:`~orderbook.node.tape.TradeTape` (trades do not wait for the book's
+state; while the book is live they are published with their block).
 
 It also knows when each stream last delivered, for by-block stall reports
 (every by-block stream has a line per block, so one stopping while the
@@ -89,7 +89,7 @@ class LineIntake:
         for offset, raw in batch:
             self._line(kind, path, offset, raw)
         if kind == FILLS:
-            self.service.tape.flush()
+            self.service.release_trades()
         self.service.sync_if_wanted()
 
     def unreadable(self, kind: str, path: Path, offset: int, problem: str) -> None:

@@ -22,8 +22,9 @@ The work is delegated: lines come from :mod:`~orderbook.node.tail` through
 :mod:`~orderbook.node.resync`, periodic validation and per-coin resyncs in
 :mod:`~orderbook.node.validation`, stale detection in
 :mod:`~orderbook.node.stall`; trades are paired from the fills lines by
-:mod:`~orderbook.node.tape`, apart from the book and its states (a resync
-never holds them back); listeners hear results through
+:mod:`~orderbook.node.tape`, apart from the book (published with their block
+while the book is live, as they are read otherwise: a resync never holds
+them back); listeners hear results through
 :mod:`~orderbook.node.listeners`. Every callback is an error boundary: nothing
 here stops the process. The only clock is the reactor's (injectable).
 """
@@ -205,6 +206,11 @@ class IngestService(Service):
     def synced(self) -> bool:
         return self.books.height is not None and self._state != INITIALIZING
 
+    def release_trades(self) -> None:
+        """After a read of fills: publish the trades the book has reached (live), or all."""
+        live = self._state in (READY, STALE) and not self.sync.wanted and not self.sync.syncing
+        self.tape.release(self.books.height if live else None)
+
     def _live_token(self) -> int | None:
         """Changes at every resync; None while the live book is not being followed."""
         return self._live if self._state in (READY, STALE) else None
@@ -266,6 +272,7 @@ class IngestService(Service):
             return
         self.m_blocks.inc()
         self.listener.block_applied(result)
+        self.tape.release(block.height)
         if self._state == STALE:
             self.stall.check()
         self.validator.height_reached()
@@ -281,6 +288,7 @@ class IngestService(Service):
             return  # already logged once
         self._log.error("ingest: {reason}; serving the last good state, resyncing", reason=reason)
         self.sync.wanted = True
+        self.tape.release(None)  # no live book to keep them in step with any more
         self._live += 1
         self._resyncs += 1
         self.m_resyncs.inc()
@@ -322,6 +330,7 @@ class IngestService(Service):
             coins=len(coins),
         )
         self.listener.books_reset(coins)
+        self.tape.release(self.books.height)
         self._set_state(READY, None)
         self.validator.height_reached()
 

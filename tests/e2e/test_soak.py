@@ -39,7 +39,6 @@ CHECKS = {
     "workers",
     "log",
 }
-KNOWN_FAILING = {"trades", "counters"}  # see the xfail tests below
 
 
 @pytest.fixture(scope="module")
@@ -72,17 +71,12 @@ def test_short_soak_passes_its_checks(report):
     clients = report["clients"]
     assert all(clients[kind]["connects"] > 0 for kind in ("churn", "stall", "flood", "intruder"))
     assert report["fuzz"]["cases"] > 0
-    problems = failed(report, CHECKS - KNOWN_FAILING)
+    problems = failed(report, CHECKS)
     assert not problems, json.dumps(problems, indent=1, default=str)
 
 
 @pytest.mark.e2e
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="trades of blocks that arrive while the server resyncs are never published "
-    "(IngestService drops or stages those blocks without telling listeners)",
-)
 def test_no_trade_is_lost_across_resyncs(report):
     """Every trade of every block after a keeper's first Snapshot arrived exactly once."""
     problems = failed(report, {"trades"})
@@ -91,11 +85,6 @@ def test_no_trade_is_lost_across_resyncs(report):
 
 @pytest.mark.e2e
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="every message a rate-limited client sent past the limit counts as one more "
-    "rejected connection (FeedProtocol._within_rate calls reject('rate') each time)",
-)
 def test_rate_limited_connections_are_counted_once(report):
     """orderbook_ws_connections_rejected_total{reason="rate"} <= connections opened."""
     problems = failed(report, {"counters"})

@@ -532,7 +532,7 @@ def test_every_trade_once_in_order_across_bootstrap_and_resyncs(tmp_path, mode):
         r.write(4)  # 1021..1024 live again
         assert r.state() == "ready" and r.books.height == graced(r)
         assert r.metric("resyncs_total") >= 1
-        assert r.listener.tids == node_tids(1001, 1024)
+        assert r.listener.tids == node_tids(1001, r.books.height)  # streaming: 1024 waits
         assert r.listener.heights[-3:] == list(range(r.books.height - 2, r.books.height + 1))
     finally:
         r.service.stopService()
@@ -565,5 +565,27 @@ def test_a_lost_block_costs_only_its_own_trades(rig, mode):
     r.deliver("fills", data_of(r, lines["fills"]))  # the same fills line handed over again
     r.write(4)  # 1009..1012
     assert r.state() == "ready" and r.books.height == graced(r)
-    assert r.listener.tids == node_tids(1001, 1012, lost={1004})
+    assert r.listener.tids == node_tids(1001, r.books.height, lost={1004})
     assert r.service.tape.skipped_lines == (1 if mode == "by_block" else 0)  # else by tid
+
+
+@pytest.mark.parametrize("mode", ["by_block", "streaming"])
+def test_live_trades_go_out_with_their_block(rig, mode):
+    """While the book is live, a block's trades wait for the block to be applied (a
+    client subscribing at book height H gets every trade after H), then go out once;
+    a lost block (by-block: a resync) does not hold back the trades after it."""
+    r = rig(mode=mode)
+    r.write(3)  # 1001..1003
+    lines = r.node.next_block()  # 1004: its fills line first, the book streams later
+    r.deliver("fills", data_of(r, lines["fills"]))
+    r.settle()
+    assert r.listener.tids == [] and r.service.tape.held == 1
+    for kind in ("diffs", "statuses"):
+        r.deliver(kind, data_of(r, lines[kind]))
+    r.write(1)  # streaming: 1004 is final once a later block shows
+    assert r.books.height >= 1004 and r.listener.tids == [1004]
+    lines = r.node.next_block()  # 1006
+    r.write(3)  # 1007..1009: by-block a gap (resync); streaming an empty 1006
+    graced(r)
+    assert r.books.height >= 1008
+    assert r.listener.tids == [1004, 1008] and r.service.tape.held == 0
