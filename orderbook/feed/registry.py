@@ -3,7 +3,7 @@
 The ingest service calls, in the reactor thread::
 
     block_applied(result)   after every block
-    trades_paired(trades)   trades read from the node's fills (in any state)
+    trades_paired(trades)   trades paired from the node's fills (after their block)
     books_reset(coins)      fresh state for these coins: re-send snapshots
     state_changed(status)   the ingest status document (``status`` channel)
 
@@ -221,8 +221,9 @@ class Registry:
     def trades_paired(self, trades: dict[str, list[dict[str, Any]]]) -> None:
         """Publish ``trades`` (coin -> its trades, in order) to each coin's subscribers.
 
-        Trades do not depend on the book: they are sent whatever the ingest
-        state (bootstrapping, resyncing), each once, as the node wrote them.
+        Trades do not depend on the book: ingestion hands each over once, in
+        order, after its block while the book is live and as read while it
+        bootstraps or resyncs (orderbook.node.tape).
         """
         with self.round:
             for coin, coin_trades in trades.items():
