@@ -264,9 +264,8 @@ def serve_once(clients: int, seconds: float, use_tls: bool, mode: str, rate: flo
 
         def tick() -> None:
             height[0] += 1
-            result = books.apply_block(_block(height[0]))
-            result.trades["BTC"] = [_trade(height[0])]
-            registry.block_applied(result)
+            registry.block_applied(books.apply_block(_block(height[0])))
+            registry.trades_paired({"BTC": [_trade(height[0])]})
 
         loop = task.LoopingCall(tick)
         cpu, wall = time.process_time(), time.perf_counter()

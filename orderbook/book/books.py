@@ -29,7 +29,6 @@ from orderbook.book.order import (
 from orderbook.book.side import ASK, BID
 from orderbook.book.staging import BookStaging
 from orderbook.book.statuses import BlockStatuses
-from orderbook.book.trades import TradePairer
 from orderbook.book.views import BookViews, UnknownDex
 from orderbook.fixed import MEMO as _parsed
 from orderbook.fixed import parse_cached as _parse
@@ -67,7 +66,6 @@ class BlockResult:
     time_ms: int
     changed: set[str] = field(default_factory=set)  # coins whose resting orders changed
     updates: dict[str, CoinUpdate] = field(default_factory=dict)  # coins the block touched
-    trades: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # coin -> trades data
     bbo_changed: set[str] = field(default_factory=set)  # coins whose best bid/ask changed
     mids_changed: bool = False
     errors: list[BookError] = field(default_factory=list)
@@ -113,7 +111,6 @@ class Books(BookStaging, BookViews):
         self._orders: dict[int, Order] = {}  # every resting order, across coins
         self._discarded: list[CoinBook] = []  # let go of, waiting for dismantle()
         self._tops: dict[str, tuple[Any, ...]] = {}  # coin -> _top() as last reported
-        self._pairer = TradePairer()
         self._init_views()
 
     # -- feeding -----------------------------------------------------------
@@ -135,8 +132,6 @@ class Books(BookStaging, BookViews):
         for coin, used in statuses.used.items():
             used.sort()
             updates[coin].statuses = [status for _, status in used]
-        if block.fills_ok:
-            result.trades = self._pairer.feed(block.height, block.fills, self.accepts)
         self.height, self.time_ms = block.height, block.time_ms
         views = self._views
         if views:
@@ -319,10 +314,6 @@ class Books(BookStaging, BookViews):
 
     def coin_count(self) -> int:
         return len(self._books)
-
-    def pending_fills(self) -> int:
-        """Fills waiting for the other side of their trade."""
-        return self._pairer.pending_count()
 
     def book(self, coin: str) -> CoinBook:
         """The book of ``coin`` (KeyError when unknown)."""

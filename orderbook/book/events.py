@@ -123,8 +123,9 @@ class Block(msgspec.Struct):
     """Everything one block did, in file order, ready for ``Books.apply_block``.
 
     ``time_ms`` is ``block_time`` in epoch milliseconds (the ``time`` of client
-    messages). ``fills`` holds ``(user, Fill)`` pairs. ``fills_ok`` is False when
-    the block's fills line was bad: the book then emits no trades for it.
+    messages). ``fills`` holds ``(user, Fill)`` pairs (``fills_ok`` is False when
+    the block's fills line was bad); the book does not use them: trades are
+    paired from the fills lines as they are read (``orderbook.node.tape``).
     """
 
     height: int

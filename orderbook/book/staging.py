@@ -92,7 +92,6 @@ class BookStaging:
         """Take over ``other``'s whole state; return every coin of old or new.
 
         ``other`` must be discarded afterwards (its orders now belong to us).
-        Unpaired fills waiting for their partner are kept.
         """
         coins = set(self._books) | set(other._books)
         self._discarded.extend(self._books.values())

@@ -2,7 +2,8 @@
 
 By-block files put both fills of a trade next to each other, but streaming
 mode can split them across blocks, so an unpaired fill waits (at most
-``max_age`` blocks) for its partner.
+``max_age`` blocks) for its partner. A fill of a trade paired in the last
+``max_age`` blocks (its line read again) pairs nothing: no trade twice.
 """
 
 from __future__ import annotations
@@ -38,11 +39,12 @@ def make_trade(first: tuple[str, Fill], second: tuple[str, Fill]) -> dict[str, A
 
 
 class TradePairer:
-    """Pairs fills by tid across blocks; keeps unpaired ones for a while."""
+    """Pairs fills by tid across blocks; keeps unpaired ones (and paired tids) for a while."""
 
     def __init__(self, max_age: int = MAX_AGE_BLOCKS) -> None:
         self.max_age = max_age
         self._pending: dict[int, tuple[int, str, Fill]] = {}  # tid -> (height, user, fill)
+        self._paired: dict[int, int] = {}  # tid -> height it was paired at (recent ones)
 
     def pending_count(self) -> int:
         return len(self._pending)
@@ -55,24 +57,31 @@ class TradePairer:
     ) -> dict[str, list[dict[str, Any]]]:
         """Trades completed by this block's ``fills``, per coin, in order."""
         trades: dict[str, list[dict[str, Any]]] = {}
-        pending = self._pending
+        pending, paired = self._pending, self._paired
         for user, fill in fills:
             if not accept(fill.coin):
                 continue
             partner = pending.pop(fill.tid, None)
             if partner is None:
-                pending[fill.tid] = (height, user, fill)
+                if fill.tid not in paired:  # else: a fill of a trade already out
+                    pending[fill.tid] = (height, user, fill)
                 continue
+            paired[fill.tid] = height
             trade = make_trade((partner[1], partner[2]), (user, fill))
             trades.setdefault(fill.coin, []).append(trade)
         self._expire(height)
         return trades
 
     def _expire(self, height: int) -> None:
-        pending = self._pending
+        pending, paired = self._pending, self._paired
         oldest = height - self.max_age
         while pending:
             tid, (born, _, _) = next(iter(pending.items()))
             if born >= oldest:
                 break
             del pending[tid]
+        while paired:
+            tid, born = next(iter(paired.items()))
+            if born >= oldest:
+                break
+            del paired[tid]

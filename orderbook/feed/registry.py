@@ -3,6 +3,7 @@
 The ingest service calls, in the reactor thread::
 
     block_applied(result)   after every block
+    trades_paired(trades)   trades paired from the node's fills (after their block)
     books_reset(coins)      fresh state for these coins: re-send snapshots
     state_changed(status)   the ingest status document (``status`` channel)
 
@@ -214,12 +215,24 @@ class Registry:
         channel = sub.channel
         if channel == "l4Book":
             self._fan_out(sub, self._l4_update(sub.coin, result), "Updates")
-        elif channel == "trades":
-            trades = result.trades.get(sub.coin)
-            if trades:
-                self._fan_out(sub, messages.encode(trades), None)
-        elif self.views.changed(sub, result):
+        elif channel != "trades" and self.views.changed(sub, result):
             self._fan_out(sub, self.views.data(sub), None)
+
+    def trades_paired(self, trades: dict[str, list[dict[str, Any]]]) -> None:
+        """Publish ``trades`` (coin -> its trades, in order) to each coin's subscribers.
+
+        Trades do not depend on the book: ingestion hands each over once, in
+        order, after its block while the book is live and as read while it
+        bootstraps or resyncs (orderbook.node.tape).
+        """
+        with self.round:
+            for coin, coin_trades in trades.items():
+                sub = Subscription("trades", coin)
+                if coin_trades and sub in self._subscribers:
+                    try:
+                        self._fan_out(sub, messages.encode(coin_trades), None)
+                    except Exception:
+                        self._log.failure("publishing trades of {coin} failed", coin=coin)
 
     def books_reset(self, coins: set[str]) -> None:
         """Fresh state for ``coins``: send every snapshot-type view of them again."""

@@ -14,6 +14,10 @@ the book last moved (mainnet makes ~14.5 blocks/s; a node back after an
 hour's outage is still believed), is refused. Before the first snapshot
 there is no reference; a failed first snapshot starts assembly afresh.
 
+Every fills line also goes to the service's
+:class:`~orderbook.node.tape.TradeTape` (trades do not wait for the book's
+state; while the book is live they are published with their block).
+
 It also knows when each stream last delivered, for by-block stall reports
 (every by-block stream has a line per block, so one stopping while the
 others go on is named; streaming streams are sparse, so only the node as a
@@ -84,6 +88,8 @@ class LineIntake:
         self._stream_at[kind] = self.reactor.seconds()
         for offset, raw in batch:
             self._line(kind, path, offset, raw)
+        if kind == FILLS:
+            self.service.release_trades()
         self.service.sync_if_wanted()
 
     def unreadable(self, kind: str, path: Path, offset: int, problem: str) -> None:
@@ -126,6 +132,8 @@ class LineIntake:
                 self.bad_line(kind, path, offset, None, problem)
                 return
             service.retained.note(kind, line.block_number, path, offset, length)
+            if kind == FILLS:
+                service.tape.add(line)  # trades do not wait for the book (node.tape)
             service.blocks_out(service.assembler.add(kind, line))
         except Exception:
             self._log.failure(

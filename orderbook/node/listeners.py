@@ -14,6 +14,8 @@ class BookListener(Protocol):
 
     def block_applied(self, result: BlockResult) -> None: ...
 
+    def trades_paired(self, trades: dict[str, list[dict]]) -> None: ...  # coin -> trades
+
     def books_reset(self, coins: set[str]) -> None: ...  # fresh state for these coins
 
     def state_changed(self, status: dict) -> None: ...  # the status() document
@@ -32,6 +34,9 @@ class BookListeners:
 
     def block_applied(self, result: Any) -> None:
         self._each("block_applied", result)
+
+    def trades_paired(self, trades: dict[str, list[dict[str, Any]]]) -> None:
+        self._each("trades_paired", trades)
 
     def books_reset(self, coins: set[str]) -> None:
         self._each("books_reset", coins)

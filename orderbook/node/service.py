@@ -21,7 +21,10 @@ The work is delegated: lines come from :mod:`~orderbook.node.tail` through
 (with its grace timer); snapshots and catch-up live in
 :mod:`~orderbook.node.resync`, periodic validation and per-coin resyncs in
 :mod:`~orderbook.node.validation`, stale detection in
-:mod:`~orderbook.node.stall`; listeners hear results through
+:mod:`~orderbook.node.stall`; trades are paired from the fills lines by
+:mod:`~orderbook.node.tape`, apart from the book (published with their block
+while the book is live, as they are read otherwise: a resync never holds
+them back); listeners hear results through
 :mod:`~orderbook.node.listeners`. Every callback is an error boundary: nothing
 here stops the process. The only clock is the reactor's (injectable).
 """
@@ -49,6 +52,7 @@ from orderbook.node.schema import DIRECTORIES, STREAM_KINDS, coin_filter
 from orderbook.node.stall import StallWatch
 from orderbook.node.streaming import GraceTimer, StreamAssembler
 from orderbook.node.tail import NodeTailer
+from orderbook.node.tape import TradeTape
 from orderbook.node.validation import Validator
 
 INITIALIZING = "initializing"
@@ -96,6 +100,7 @@ class IngestService(Service):
             metrics, reactor,
         )  # fmt: skip
         self.lines = LineIntake(self, metrics)
+        self.tape = TradeTape(self.accept_coin, self.streaming, self.listener.trades_paired)
         self.assembler = make_assembler(self)
         self.grace = (
             GraceTimer(reactor, self._assembly, lambda out: self._guard(self.blocks_out, out))
@@ -201,6 +206,11 @@ class IngestService(Service):
     def synced(self) -> bool:
         return self.books.height is not None and self._state != INITIALIZING
 
+    def release_trades(self) -> None:
+        """After a read of fills: publish the trades the book has reached (live), or all."""
+        live = self._state in (READY, STALE) and not self.sync.wanted and not self.sync.syncing
+        self.tape.release(self.books.height if live else None)
+
     def _live_token(self) -> int | None:
         """Changes at every resync; None while the live book is not being followed."""
         return self._live if self._state in (READY, STALE) else None
@@ -262,6 +272,7 @@ class IngestService(Service):
             return
         self.m_blocks.inc()
         self.listener.block_applied(result)
+        self.tape.release(block.height)
         if self._state == STALE:
             self.stall.check()
         self.validator.height_reached()
@@ -277,6 +288,7 @@ class IngestService(Service):
             return  # already logged once
         self._log.error("ingest: {reason}; serving the last good state, resyncing", reason=reason)
         self.sync.wanted = True
+        self.tape.release(None)  # no live book to keep them in step with any more
         self._live += 1
         self._resyncs += 1
         self.m_resyncs.inc()
@@ -318,6 +330,7 @@ class IngestService(Service):
             coins=len(coins),
         )
         self.listener.books_reset(coins)
+        self.tape.release(self.books.height)
         self._set_state(READY, None)
         self.validator.height_reached()
 

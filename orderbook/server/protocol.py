@@ -157,6 +157,7 @@ class FeedProtocol(OutboxProtocol):
         self._idle: Any = None
         self._tokens = 0.0
         self._stamp = 0.0
+        self._rate_limited = False  # closed for its rate: later messages are ignored
 
     # -- connection life ---------------------------------------------------------
     def onConnect(self, request: ConnectionRequest) -> None:
@@ -215,12 +216,19 @@ class FeedProtocol(OutboxProtocol):
                 self.send_bytes(messages.error(str(exc)))
 
     def _within_rate(self) -> bool:
-        """Token bucket of messages_per_minute; False (and closing) when empty."""
+        """Token bucket of messages_per_minute; False (and closing) when empty.
+
+        The connection is rejected and closed once; what it sends while the
+        close handshake runs is ignored (neither answered nor counted again).
+        """
+        if self._rate_limited:
+            return False
         per_minute = self.factory.ws.messages_per_minute
         now = self.factory.clock.seconds()
         self._tokens = min(float(per_minute), self._tokens + (now - self._stamp) * per_minute / 60)
         self._stamp = now
         if self._tokens < 1:
+            self._rate_limited = True
             self.factory.reject("rate")
             self.close_with(CLOSE_POLICY, f"rate limit: more than {per_minute} messages per minute")
             return False

@@ -10,6 +10,7 @@ from orderbook import fixed
 from orderbook.book.books import BlockResult, BookError, Books, CoinUpdate
 from orderbook.book.events import Block, BookDiff, Fill, OrderStatus
 from orderbook.book.times import iso_to_ms
+from orderbook.book.trades import TradePairer
 from tests.book.blocks import (
     ALICE,
     BLOCK_MS,
@@ -220,7 +221,7 @@ def test_inconsistent_diffs_are_reported_not_raised():
 def test_markets_filter_skips_coins():
     """Diffs, fills and snapshot entries of coins the filter rejects are ignored."""
     books = Books(accept_coin=lambda coin: not coin.startswith("@"))
-    result = books.apply_block(
+    books.apply_block(
         block(
             1,
             diffs=[new(1, coin="@1"), new(2)],
@@ -229,11 +230,10 @@ def test_markets_filter_skips_coins():
     )
     books.load_orders("@2", "B", [(ALICE, snapshot_order(3, coin="@2"))])
     assert books.coins() == ["BTC"]
-    assert result.trades == {}
     assert books.order_count() == 1
 
 
-# -- block result: bbo, mids, trades ---------------------------------------
+# -- block result: bbo, mids ---------------------------------------
 
 
 def test_bbo_and_mids_changed():
@@ -250,43 +250,6 @@ def test_bbo_and_mids_changed():
     gone = books.apply_block(block(4, diffs=[remove(2, "101.0", "A")]))
     assert gone.mids_changed and books.all_mids() == {}
     assert books.bbo_view("BTC")["bbo"] == [{"px": "100.0", "sz": "2.0", "n": 2}, None]
-
-
-def test_trades_paired_by_tid_not_position():
-    """Fills pair by tid even when interleaved; side is the crossed fill's side."""
-    books = Books()
-    fills = [
-        fill(ALICE, 10, "B", True, px="100.0"),
-        fill(ALICE, 11, "A", True, px="99.0"),
-        fill(BOB, 11, "B", False, px="99.0"),
-        fill(BOB, 10, "A", False, px="100.0"),
-    ]
-    result = books.apply_block(block(1, fills=fills))
-    assert [(t["tid"], t["side"], t["px"], t["users"]) for t in result.trades["BTC"]] == [
-        (11, "A", "99.0", [BOB, ALICE]),
-        (10, "B", "100.0", [ALICE, BOB]),
-    ]
-    assert set(result.trades["BTC"][0]) == {
-        "coin", "side", "px", "sz", "time", "hash", "tid", "users",
-    }  # fmt: skip
-
-
-def test_trade_split_across_blocks_is_paired_later():
-    """A lone fill waits for its partner in a later block (streaming mode)."""
-    books = Books()
-    first = books.apply_block(block(1, fills=[fill(BOB, 20, "A", True)]))
-    assert first.trades == {} and books.pending_fills() == 1
-    second = books.apply_block(block(2, fills=[fill(ALICE, 20, "B", False)]))
-    assert [(t["side"], t["users"]) for t in second.trades["BTC"]] == [("A", [ALICE, BOB])]
-    assert books.pending_fills() == 0
-
-
-def test_bad_fills_line_emits_no_trades():
-    """fills_ok False: the block's fills are ignored."""
-    books = Books()
-    fills = [fill(ALICE, 1, "B", True), fill(BOB, 1, "A", False)]
-    assert books.apply_block(block(1, fills=fills, fills_ok=False)).trades == {}
-    assert books.pending_fills() == 0
 
 
 # -- the real mainnet fixture -----------------------------------------------
@@ -332,7 +295,12 @@ def test_mainnet_fixture_applies(mainnet_data: Path):
     news = [d for u in updates for d in u.diffs if not isinstance(d.raw_book_diff, str)]
     news = [d for d in news if d.raw_book_diff.new is not None]
     assert len(news) == sum(len(u.statuses) for u in updates) == 71  # every new had a status
-    trades = [t for r in results for t in r.trades.get("BTC", [])]
+    pairer = TradePairer()  # trades come from the fills, not the book (node.tape)
+    trades = [
+        t
+        for height in sorted(fills)
+        for t in pairer.feed(height, fills[height].events, lambda coin: True).get("BTC", [])
+    ]
     assert [(t["tid"], t["side"], t["px"], t["sz"]) for t in trades] == [
         (457367674387223, "B", "76471.0", "0.00153"),
         (967518309923970, "B", "76471.0", "0.00153"),

@@ -44,3 +44,42 @@ def test_trades_grouped_per_coin_in_completion_order():
         "ETH": [1, 3],
         "BTC": [2],
     }
+
+
+def test_trades_paired_by_tid_not_position():
+    """Fills pair by tid even when interleaved; side is the crossed fill's side."""
+    fills = [
+        fill(ALICE, 10, "B", True, px="100.0"),
+        fill(ALICE, 11, "A", True, px="99.0"),
+        fill(BOB, 11, "B", False, px="99.0"),
+        fill(BOB, 10, "A", False, px="100.0"),
+    ]
+    result = TradePairer().feed(1, fills, accept)
+    assert [(t["tid"], t["side"], t["px"], t["users"]) for t in result["BTC"]] == [
+        (11, "A", "99.0", [BOB, ALICE]),
+        (10, "B", "100.0", [ALICE, BOB]),
+    ]
+    assert set(result["BTC"][0]) == {
+        "coin", "side", "px", "sz", "time", "hash", "tid", "users",
+    }  # fmt: skip
+
+
+def test_trade_split_across_blocks_is_paired_later():
+    """A lone fill waits for its partner in a later block (streaming mode)."""
+    pairer = TradePairer()
+    assert pairer.feed(1, [fill(BOB, 20, "A", True)], accept) == {}
+    assert pairer.pending_count() == 1
+    second = pairer.feed(2, [fill(ALICE, 20, "B", False)], accept)
+    assert [(t["side"], t["users"]) for t in second["BTC"]] == [("A", [ALICE, BOB])]
+    assert pairer.pending_count() == 0
+
+
+def test_fill_of_a_trade_already_paired_pairs_nothing():
+    """Both fills read again (within max_age blocks): no second trade, nothing pending;
+    after max_age blocks the tid is forgotten."""
+    pairer = TradePairer(max_age=3)
+    fills = [fill(ALICE, 7, "B", True), fill(BOB, 7, "A", False)]
+    assert [t["tid"] for t in pairer.feed(10, fills, accept)["BTC"]] == [7]
+    assert pairer.feed(10, fills, accept) == {} and pairer.pending_count() == 0
+    pairer.feed(14, [], accept)
+    assert [t["tid"] for t in pairer.feed(15, fills, accept)["BTC"]] == [7]

@@ -11,6 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from twisted.internet import task
+from twisted.internet.defer import Deferred
 
 from orderbook.book.books import Books
 from orderbook.book.events import StatusOrder
@@ -28,9 +29,13 @@ class Listener:
         self.heights: list[int] = []
         self.resets: list[set[str]] = []
         self.states: list[str] = []
+        self.tids: list[int] = []  # every trade published, in order
 
     def block_applied(self, result) -> None:
         self.heights.append(result.height)
+
+    def trades_paired(self, trades) -> None:
+        self.tids += [trade["tid"] for coin in sorted(trades) for trade in trades[coin]]
 
     def books_reset(self, coins) -> None:
         self.resets.append(set(coins))
@@ -327,6 +332,8 @@ class Quiet:
 
     def block_applied(self, result) -> None: ...
 
+    def trades_paired(self, trades) -> None: ...
+
     def books_reset(self, coins) -> None: ...
 
     def state_changed(self, status) -> None: ...
@@ -452,3 +459,133 @@ def test_a_block_that_does_not_apply_is_not_published(rig):
     r.settle()
     assert 1002 not in r.listener.heights and r.metric("resyncs_total") == 1
     assert len(r.listener.resets) == resets + 1 and r.state() == "ready"
+
+
+# -- trades: every one exactly once, in order, whatever the state ----------------
+
+
+class SlowSnapshots:
+    """Snapshots taken when asked for, handed over only when ``release`` is called
+    (blocks arrive meanwhile), or failing with ``fail_with``."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.rig = rig
+        self.waiting: list[tuple[Deferred, list]] = []
+        self.fail_with: str | None = None
+
+    async def fetch(self, path: Path, not_before: int | None = None) -> Books:
+        self.rig.fetches += 1
+        if self.fail_with:
+            raise SnapshotError(self.fail_with)
+        gate: Deferred = Deferred()
+        self.waiting.append((gate, self.rig.node.snapshot_document()))
+        document = await gate
+        return books_of(document)
+
+    def release(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for gate, document in waiting:
+            gate.callback(document)
+        self.rig.settle()
+
+
+def node_tids(first: int, last: int, lost: set[int] = frozenset()) -> list[int]:
+    """The FakeNode's trades of blocks first..last (one, tid = height, every 4th block)."""
+    return [h for h in range(first, last + 1) if h % 4 == 0 and h not in lost]
+
+
+@pytest.mark.parametrize("mode", ["by_block", "streaming"])
+def test_every_trade_once_in_order_across_bootstrap_and_resyncs(tmp_path, mode):
+    """Trades come from the fills, not the book: blocks read while bootstrapping, while
+    a failed snapshot waits for its retry, while a snapshot is being loaded (then
+    applied to it at go-live) and the block of a bad diffs line all publish their
+    trades; each tid exactly once, in height order."""
+    r = Rig(tmp_path, mode=mode)
+    slow = SlowSnapshots(r)
+    r.service.sync.fetch = slow.fetch
+    r.service.startService()
+    try:
+        r.settle()
+        assert r.state() == "bootstrapping"
+        r.write(5)  # 1001..1005 read while the first snapshot (at 1000) loads
+        slow.release()
+        assert r.state() == "ready" and r.books.height == graced(r)
+        assert r.listener.tids == [1004]
+        r.write(3)  # 1006..1008 live
+        slow.fail_with = "node says no"
+        r.service.need_resync("test: resync", None)
+        r.service.sync_if_wanted()
+        r.settle()
+        assert r.state() == "resyncing" and r.metric("snapshot_failures_total") == 1
+        r.write(4)  # 1009..1012 while the retry waits: dropped by the book
+        lines = r.node.next_block()  # 1013: its diffs line is bad
+        r.deliver("fills", data_of(r, lines["fills"]))
+        r.deliver("statuses", data_of(r, lines["statuses"]))
+        r.deliver("diffs", b'{"block_number":1013,"events":[garbage')
+        r.write(3)  # 1014..1016 (trade 1016)
+        slow.fail_with = None
+        r.clock.advance(1.0)  # the retry: a snapshot at 1016, loaded slowly
+        r.settle()
+        assert r.state() == "resyncing" and slow.waiting
+        r.write(4)  # 1017..1020 buffered, applied to the snapshot at go-live
+        slow.release()
+        r.write(4)  # 1021..1024 live again
+        assert r.state() == "ready" and r.books.height == graced(r)
+        assert r.metric("resyncs_total") >= 1
+        assert r.listener.tids == node_tids(1001, r.books.height)  # streaming: 1024 waits
+        assert r.listener.heights[-3:] == list(range(r.books.height - 2, r.books.height + 1))
+    finally:
+        r.service.stopService()
+
+
+def graced(r: Rig) -> int:
+    """Let the grace run out; the height the book reaches (streaming: the newest block
+    waits for a later one, its trades do not)."""
+    r.clock.advance(0.5)
+    r.settle()
+    return r.node.height - (r.node.mode == "streaming")
+
+
+def data_of(r: Rig, line: bytes) -> bytes:
+    """A by-block line as the rig's mode writes it."""
+    return FakeNode._rows(line) if r.node.mode == "streaming" else line
+
+
+@pytest.mark.parametrize("mode", ["by_block", "streaming"])
+def test_a_lost_block_costs_only_its_own_trades(rig, mode):
+    """A block whose lines never come (by-block: a gap, then a resync): the trades of
+    every other block are published once, in order; a fills line read again is not."""
+    r = rig(mode=mode)
+    r.write(3)  # 1001..1003
+    r.node.next_block()  # 1004 (a trade) is lost in every stream
+    r.write(3)  # 1005..1007
+    lines = r.node.next_block()  # 1008 (a trade)
+    for kind in ("fills", "diffs", "statuses"):
+        r.deliver(kind, data_of(r, lines[kind]))
+    r.deliver("fills", data_of(r, lines["fills"]))  # the same fills line handed over again
+    r.write(4)  # 1009..1012
+    assert r.state() == "ready" and r.books.height == graced(r)
+    assert r.listener.tids == node_tids(1001, r.books.height, lost={1004})
+    assert r.service.tape.skipped_lines == (1 if mode == "by_block" else 0)  # else by tid
+
+
+@pytest.mark.parametrize("mode", ["by_block", "streaming"])
+def test_live_trades_go_out_with_their_block(rig, mode):
+    """While the book is live, a block's trades wait for the block to be applied (a
+    client subscribing at book height H gets every trade after H), then go out once;
+    a lost block (by-block: a resync) does not hold back the trades after it."""
+    r = rig(mode=mode)
+    r.write(3)  # 1001..1003
+    lines = r.node.next_block()  # 1004: its fills line first, the book streams later
+    r.deliver("fills", data_of(r, lines["fills"]))
+    r.settle()
+    assert r.listener.tids == [] and r.service.tape.held == 1
+    for kind in ("diffs", "statuses"):
+        r.deliver(kind, data_of(r, lines[kind]))
+    r.write(1)  # streaming: 1004 is final once a later block shows
+    assert r.books.height >= 1004 and r.listener.tids == [1004]
+    lines = r.node.next_block()  # 1006
+    r.write(3)  # 1007..1009: by-block a gap (resync); streaming an empty 1006
+    graced(r)
+    assert r.books.height >= 1008
+    assert r.listener.tids == [1004, 1008] and r.service.tape.held == 0

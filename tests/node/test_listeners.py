@@ -15,6 +15,9 @@ class Recorder:
         if self.fail:
             raise RuntimeError("boom")
 
+    def trades_paired(self, trades):
+        self.calls.append(("trades", trades))
+
     def books_reset(self, coins):
         self.calls.append(("reset", coins))
 
@@ -28,6 +31,12 @@ def test_book_listeners_isolate_failures():
     listeners = BookListeners([first])
     listeners.add(second)
     listeners.block_applied("r")
+    listeners.trades_paired({"BTC": []})
     listeners.books_reset({"BTC"})
     listeners.state_changed({"state": "ready"})
-    assert second.calls == [("block", "r"), ("reset", {"BTC"}), ("state", {"state": "ready"})]
+    assert second.calls == [
+        ("block", "r"),
+        ("trades", {"BTC": []}),
+        ("reset", {"BTC"}),
+        ("state", {"state": "ready"}),
+    ]

@@ -20,6 +20,7 @@ from tests.node.support import FakeNode, listen_info, wait_for
 class Listener:
     def __init__(self):
         self.results = []
+        self.trades = []
         self.resets = []
         self.states = []
         self.explode = False
@@ -28,6 +29,9 @@ class Listener:
         self.results.append(result)
         if self.explode:
             raise RuntimeError("listener bug")
+
+    def trades_paired(self, trades):
+        self.trades.append(trades)
 
     def books_reset(self, coins):
         self.resets.append(set(coins))

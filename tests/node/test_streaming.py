@@ -6,6 +6,7 @@ import msgspec
 import pytest
 
 from orderbook.book.books import Books
+from orderbook.book.trades import TradePairer
 from orderbook.node.blocks import BlockAssembler
 from orderbook.node.schema import DIRECTORIES, decode_line
 from orderbook.node.streaming import StreamAssembler
@@ -223,17 +224,27 @@ def replay_streaming(order, grace=GRACE, step=0.005) -> tuple[list, list]:
     return blocks, late
 
 
+def tids_of(pairer: TradePairer, block) -> list[int]:
+    """The tids of the trades ``block``'s fills complete (the blocks carry the fills
+    the node wrote for them; the server pairs them from the lines in node.tape)."""
+    if not block.fills_ok:
+        return []
+    return [t["tid"] for ts in pairer.feed(block.height, block.fills, bool).values() for t in ts]
+
+
 def assert_same_books_at_every_height(by_block: list, streaming: list) -> list:
     """Apply both block lists to their own Books; equal books after every height."""
     ours, theirs = Books(), Books()
+    pair_ours, pair_theirs = TradePairer(), TradePairer()
     streamed = {b.height: b for b in streaming}
     trades = {"by_block": [], "streaming": []}
     for block in by_block:
         if block.height not in streamed:
             continue
-        a, b = theirs.apply_block(block), ours.apply_block(streamed[block.height])
-        trades["by_block"] += [t["tid"] for ts in a.trades.values() for t in ts]
-        trades["streaming"] += [t["tid"] for ts in b.trades.values() for t in ts]
+        theirs.apply_block(block)
+        ours.apply_block(streamed[block.height])
+        trades["by_block"] += tids_of(pair_theirs, block)
+        trades["streaming"] += tids_of(pair_ours, streamed[block.height])
         for coin in set(ours.coins()) | set(theirs.coins()):
             assert ours.compare_coin(theirs, coin) == [], (block.height, coin)
     assert trades["streaming"] == trades["by_block"]
@@ -262,9 +273,9 @@ def test_real_sparse_capture_fills_read_late_trades_follow(mainnet_data):
     assert late == []
     tids = [f.tid for b in streaming for _, f in b.fills]
     assert sorted(tids) == sorted(f.tid for b in by_block for _, f in b.fills)
-    ours, theirs = Books(), Books()
-    trades = [t for b in streaming for ts in ours.apply_block(b).trades.values() for t in ts]
-    expected = [t for b in by_block for ts in theirs.apply_block(b).trades.values() for t in ts]
+    ours, theirs = TradePairer(), TradePairer()
+    trades = [t for b in streaming for t in tids_of(ours, b)]
+    expected = [t for b in by_block for t in tids_of(theirs, b)]
     assert trades == expected and len(trades) == 2
 
 
@@ -370,11 +381,12 @@ def test_simulator_sparse_streaming_same_book_at_every_height(tmp_path, skew, qu
     assert len(streaming) >= blocks - 3
     ours, theirs = _load_snapshot(snapshot), _load_snapshot(snapshot)
     trades = {"by_block": [], "streaming": []}
+    pair_ours, pair_theirs = TradePairer(), TradePairer()
     for mine, reference in zip(streaming, by_block, strict=False):
         a, b = theirs.apply_block(reference), ours.apply_block(mine)
         assert not a.errors and not b.errors, (a.errors[:1], b.errors[:1])
-        trades["by_block"] += [t["tid"] for ts in a.trades.values() for t in ts]
-        trades["streaming"] += [t["tid"] for ts in b.trades.values() for t in ts]
+        trades["by_block"] += tids_of(pair_theirs, reference)
+        trades["streaming"] += tids_of(pair_ours, mine)
         for coin in set(ours.coins()) | set(theirs.coins()):
             assert ours.compare_coin(theirs, coin) == [], (mine.height, coin)
     # trades: all of them, each once; with fills read late, the last ones follow later

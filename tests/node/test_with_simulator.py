@@ -34,6 +34,9 @@ class Listener:
     def block_applied(self, result) -> None:
         self.applied.append(result.height)
 
+    def trades_paired(self, trades) -> None:
+        pass
+
     def books_reset(self, coins) -> None:
         self.resets += 1
 

@@ -11,7 +11,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import task
 
-from orderbook.book.books import BlockResult, Books
+from orderbook.book.books import Books
 from orderbook.feed.registry import CHANNEL_ENVELOPE
 from orderbook.feed.subscriptions import Subscription
 from orderbook.server.outbox import CHUNK_BYTES
@@ -79,8 +79,8 @@ async def test_disallowed_origin_refused(harness_factory):
         await bad.opened
 
 
-def trades_result(height: int, count: int) -> BlockResult:
-    """A block with ``count`` BTC trades (about 200 bytes each)."""
+def trades_of(height: int, count: int) -> dict[str, list[dict[str, Any]]]:
+    """``count`` BTC trades of one block (about 200 bytes each)."""
     trade = {
         "coin": "BTC",
         "side": "A",
@@ -90,9 +90,7 @@ def trades_result(height: int, count: int) -> BlockResult:
         "hash": "0x" + "ab" * 32,
         "users": ["0x" + "1" * 40, "0x" + "2" * 40],
     }
-    return BlockResult(
-        height, height, trades={"BTC": [dict(trade, tid=height * 1000 + i) for i in range(count)]}
-    )
+    return {"BTC": [dict(trade, tid=height * 1000 + i) for i in range(count)]}
 
 
 @pytest_twisted.ensureDeferred
@@ -113,7 +111,7 @@ async def test_stalled_client_is_bounded_and_closed(reactor, harness_factory):
     slow_closed = harness.metrics.metrics["orderbook_ws_slow_clients_closed_total"]
     while slow_closed.get() == 0 and blocks < 3000:
         blocks += 1
-        harness.registry.block_applied(trades_result(1000 + blocks, 50))
+        harness.registry.trades_paired(trades_of(1000 + blocks, 50))
         for proto in server_side:
             assert proto.outbox.queued_bytes <= limit
         await task.deferLater(reactor, 0, lambda: None)  # let the reactor write and read
@@ -209,7 +207,7 @@ def test_stalled_l4_client_counts_its_snapshot_and_is_closed():
     blocks = 0
     while outbox.on_overflow is not None and blocks < 1000:
         blocks += 1
-        server.registry.block_applied(trades_result(1000 + blocks, 50))
+        server.registry.trades_paired(trades_of(1000 + blocks, 50))
         assert outbox.queued_bytes <= 1 << 20
     assert server.counter("orderbook_ws_slow_clients_closed_total") == 1
     assert blocks < (1 << 20) // (50 * 200)  # the snapshot's rest counted: closed early
@@ -256,3 +254,19 @@ def test_max_views_refuses_a_new_view_with_an_error():
     assert second.channels() == ["subscriptionResponse", "l2Book"]
     assert server.counter("orderbook_ws_views_refused_total") == 1
     assert "orderbook_ws_views 2" in server.metrics.render()
+
+
+def test_rate_limited_connection_counted_once():
+    """Messages a client sends past its rate limit (while the close handshake runs) are
+    ignored: the connection is one rejection{reason="rate"}, closed once with 1008."""
+    server = MemoryServer(messages_per_minute=600)
+    flooder, other = server.connect(), server.connect()
+    for _ in range(60 + 25):
+        flooder.send({"method": "ping"})
+    assert flooder.channels().count("pong") == 60
+    assert flooder.close_frame() == (1008, "rate limit: more than 600 messages per minute")
+    assert server.counter("orderbook_ws_connections_rejected_total", "rate") == 1
+    for _ in range(61):
+        other.send({"method": "ping"})
+    assert other.close_frame() == (1008, "rate limit: more than 600 messages per minute")
+    assert server.counter("orderbook_ws_connections_rejected_total", "rate") == 2

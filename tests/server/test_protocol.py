@@ -49,8 +49,8 @@ async def test_official_client_receives_blocks(harness_factory):
         client.send({"method": "subscribe", "subscription": sub})
     await client.channel("bbo")
     block = new_order_block(101, 10, "A", "100.5", "0.25")
-    result = harness.books.apply_block(block)
-    result.trades["BTC"] = [
+    harness.registry.block_applied(harness.books.apply_block(block))
+    trades = [
         {
             "coin": "BTC",
             "side": "A",
@@ -62,7 +62,7 @@ async def test_official_client_receives_blocks(harness_factory):
             "users": ["0xa", "0xb"],
         }
     ]
-    harness.registry.block_applied(result)
+    harness.registry.trades_paired({"BTC": trades, "ETH": []})
     l2 = await client.expect(lambda m: m["channel"] == "l2Book" and m["data"]["height"] == 101)
     assert l2["data"]["levels"][1][0] == {"px": "100.5", "sz": "0.25", "n": 1}
     bbo = await client.expect(lambda m: m["channel"] == "bbo" and m["data"]["height"] == 101)
@@ -432,7 +432,8 @@ def test_all_mids_post_with_bad_dex_is_an_error_reply(memory, dex):
 
 
 def test_block_frames_arrive_in_one_write_in_order(memory):
-    """Per block, one transport.write per client holds all its frames, in publishing order."""
+    """Per block, one transport.write per client holds all its frames, in publishing order
+    (and one the trades read from the fills)."""
     server = memory()
     clients = [server.connect(), server.connect(compression=True)]
     subs = (L2_BTC, {"type": "bbo", "coin": "BTC"}, {"type": "trades", "coin": "BTC"})
@@ -443,11 +444,12 @@ def test_block_frames_arrive_in_one_write_in_order(memory):
         client.transport.writes.clear()
     for height in (101, 102, 103):
         px = f"{100 + (height - 100) / 10:.1f}"  # a better bid each block: l2Book and bbo change
-        result = server.books.apply_block(new_order_block(height, height, "B", px, "1"))
-        result.trades["BTC"] = [{"coin": "BTC", "tid": height, "time": height}]
-        server.registry.block_applied(result)
+        server.registry.block_applied(
+            server.books.apply_block(new_order_block(height, height, "B", px, "1"))
+        )
+        server.registry.trades_paired({"BTC": [{"coin": "BTC", "tid": height, "time": height}]})
     for client in clients:
-        assert len(client.transport.writes) == 3
+        assert len(client.transport.writes) == 6  # a block's views, then its trades
         seen = [m for m in client.messages()]
         assert [m["channel"] for m in seen] == ["l2Book", "bbo", "trades"] * 3
         heights = [m["data"]["height"] for m in seen if m["channel"] != "trades"]

@@ -17,7 +17,6 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.static import File
 
-from orderbook.book.books import BlockResult
 from tests.e2e.browser import Browser
 from tests.e2e.procs import REPO
 from tests.server.harness import until
@@ -51,7 +50,7 @@ async def test_browser_bundle_receives_events(reactor: Any, tmp_path: Path) -> N
         page = f"http://127.0.0.1:{pages.getHost().port}/wamp_page.html?coin=BTC&url={wss}"
         await threads.deferToThread(browser.navigate, page)
         await threads.deferToThread(browser.wait_for, "window.results.joined", 20)
-        harness.registry.block_applied(BlockResult(height=101, time_ms=3, trades={"BTC": [TRADE]}))
+        harness.registry.trades_paired({"BTC": [TRADE]})
         events = await threads.deferToThread(
             browser.wait_for, "window.results.events", 20, None, lambda v: bool(v)
         )

@@ -117,9 +117,8 @@ async def wait_subscribed(reactor: Any, node: Lines) -> None:
 async def deliver_block(node: Lines, listener: Any) -> dict[str, Any]:
     """Hand ``listener`` block 101 (a BTC trade, an ETH l4 update); the client gets both
     events and exits 0. Returns its calls' results."""
-    listener.block_applied(
-        BlockResult(height=101, time_ms=9, trades={"BTC": [TRADE]}, updates={"ETH": CoinUpdate()})
-    )
+    listener.block_applied(BlockResult(height=101, time_ms=9, updates={"ETH": CoinUpdate()}))
+    listener.trades_paired({"BTC": [TRADE]})
     code = await node.ended
     assert code == 0, (node.stderr.decode(), node.lines)
     events = {line["topic"]: line for line in node.lines if "topic" in line}

@@ -21,7 +21,6 @@ from autobahn.wamp.types import CallOptions, ComponentConfig, PublishOptions, Su
 from twisted.internet import defer
 from twisted.internet.endpoints import SSL4ClientEndpoint
 
-from orderbook.book.books import BlockResult
 from orderbook.metrics import Metrics
 from orderbook.server.wamp.protocol import make_wamp_factory
 from orderbook.server.wamp.session import WampHub
@@ -134,7 +133,7 @@ async def test_autobahn_python_session_subscribes_and_calls(harness: WampHarness
         await session.listen("orderbook.bbo.BTC", get_retained=True)
         await until(harness.reactor, lambda: session.events["orderbook.bbo.BTC"])
         assert session.events["orderbook.bbo.BTC"][0][0][0]["bbo"][0]["px"] == "100.0"
-        harness.registry.block_applied(BlockResult(height=101, time_ms=3, trades={"BTC": [TRADE]}))
+        harness.registry.trades_paired({"BTC": [TRADE]})
         await until(harness.reactor, lambda: session.events["orderbook.trades.BTC"])
         assert session.events["orderbook.trades.BTC"] == [(([TRADE],), {})]
         assert await session.call("orderbook.coins") == ["BTC", "ETH"]
@@ -174,7 +173,7 @@ async def test_wamp_and_json_clients_share_the_endpoint_and_the_fan_out(
         plain.send({"method": "subscribe", "subscription": {"type": "trades", "coin": "BTC"}})
         await plain.channel("subscriptionResponse")
         built = harness.hub.envelope.events_built
-        harness.registry.block_applied(BlockResult(height=101, time_ms=3, trades={"BTC": [TRADE]}))
+        harness.registry.trades_paired({"BTC": [TRADE]})
         message = await plain.channel("trades")
         assert message["data"] == [TRADE]
         await until(

@@ -20,7 +20,6 @@ from autobahn.wamp.types import ComponentConfig
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from orderbook import config
-from orderbook.book.books import BlockResult
 from orderbook.config import ConfigError, WampSettings
 from orderbook.metrics import Metrics
 from orderbook.server.wamp.publisher import CrossbarPublisher
@@ -210,9 +209,8 @@ async def test_events_and_calls_flow_through_crossbar(
         assert await client.call("orderbook.coins") == ["BTC", "ETH"]
         assert (await client.call("orderbook.bbo.get", "BTC"))["bbo"][1]["px"] == "101.0"
 
-        result = BlockResult(height=101, time_ms=3, trades={"BTC": [TRADE]})
-        direct.registry.block_applied(result)
-        publisher.block_applied(result)
+        direct.registry.trades_paired({"BTC": [TRADE]})
+        publisher.trades_paired({"BTC": [TRADE]})
         await until(reactor, lambda: client.events["orderbook.trades.BTC"], timeout=10)
         assert client.events["orderbook.trades.BTC"] == [(([TRADE],), {})]
         assert publisher.status()["published"] >= 1
@@ -222,9 +220,8 @@ async def test_events_and_calls_flow_through_crossbar(
         crossbar.stop()
         await until(reactor, lambda: not publisher.status()["connected"], timeout=20)
         started = time.monotonic()
-        result = BlockResult(height=102, time_ms=4, trades={"BTC": [TRADE]})
-        direct.registry.block_applied(result)
-        publisher.block_applied(result)
+        direct.registry.trades_paired({"BTC": [TRADE]})
+        publisher.trades_paired({"BTC": [TRADE]})
         assert time.monotonic() - started < 1.0  # never waits for the router
         assert publisher.status()["dropped"] >= 1
         await until(reactor, lambda: direct_client.events["orderbook.trades.BTC"])
@@ -237,7 +234,7 @@ async def test_events_and_calls_flow_through_crossbar(
         again = await join_router(reactor, crossbar.port)
         await again.listen("orderbook.trades.BTC")
         await until(reactor, lambda: publisher.status()["topics"] == 1, timeout=10)
-        publisher.block_applied(BlockResult(height=103, time_ms=5, trades={"BTC": [TRADE]}))
+        publisher.trades_paired({"BTC": [TRADE]})
         await until(reactor, lambda: again.events["orderbook.trades.BTC"], timeout=10)
         again.leave()
         await again.left
@@ -322,7 +319,7 @@ async def test_a_refused_registration_does_not_stop_publishing(
         await client.listen("orderbook.trades.BTC")
         await until(reactor, lambda: second.status()["topics"] == 1, timeout=10)
         await first.stopService()
-        second.block_applied(BlockResult(height=101, time_ms=3, trades={"BTC": [TRADE]}))
+        second.trades_paired({"BTC": [TRADE]})
         await until(reactor, lambda: client.events["orderbook.trades.BTC"], timeout=10)
         assert second.status()["published"] >= 1
         client.leave()

@@ -301,7 +301,7 @@ def test_one_event_is_built_per_topic_per_block(world: World) -> None:
     sessions = [world.session() for _ in range(3)]
     ids = {subscribe(s, link, "orderbook.trades.BTC").subscription for s, link in sessions}
     built = world.hub.envelope.events_built
-    world.registry.block_applied(BlockResult(height=101, time_ms=5, trades={"BTC": [TRADE]}))
+    world.registry.trades_paired({"BTC": [TRADE]})
     assert world.hub.envelope.events_built == built + 1
     events = [link.sent[-1] for _, link in sessions]
     assert events[0] is events[1] is events[2]

@@ -105,7 +105,7 @@ class CrossbarPublisher(Service):
     """Joins the external router, publishes our topics there, serves our procedures.
 
     Chain it after the feed registry: it has the same listener methods
-    (``block_applied``, ``books_reset``, ``state_changed``).
+    (``block_applied``, ``trades_paired``, ``books_reset``, ``state_changed``).
     """
 
     _log = Logger()
@@ -313,6 +313,10 @@ class CrossbarPublisher(Service):
     def block_applied(self, result: BlockResult) -> None:
         """Publish what the block changed (never raises)."""
         self.feed.block_applied(result)
+
+    def trades_paired(self, trades: dict[str, list[dict[str, Any]]]) -> None:
+        """Publish the trades read from the node's fills (never raises)."""
+        self.feed.trades_paired(trades)
 
     def books_reset(self, coins: set[str]) -> None:
         """Re-publish snapshot views of ``coins``."""
