@@ -46,18 +46,23 @@ def tls_context() -> ssl.SSLContext:
     return context
 
 
-def masked_text(payload: bytes) -> bytes:
-    """A client text frame (clients must mask)."""
+def masked_text(payload: bytes, opcode: int = 0x1) -> bytes:
+    """A client frame, text by default (clients must mask)."""
     mask = os.urandom(4)
     body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     length = len(payload)
     if length < 126:
-        header = struct.pack("!BB", 0x81, 0x80 | length)
+        header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
     elif length < 1 << 16:
-        header = struct.pack("!BBH", 0x81, 0x80 | 126, length)
+        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
     else:
-        header = struct.pack("!BBQ", 0x81, 0x80 | 127, length)
+        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
     return header + mask + body
+
+
+def answer_ping(writer: asyncio.StreamWriter, payload: bytes) -> None:
+    """Pong, as every client must: the server drops a peer that does not answer."""
+    writer.write(masked_text(payload, opcode=0xA))
 
 
 async def open_feed(port: int, deflate: bool) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -102,7 +107,7 @@ class Load:
 
     async def connection(self, port: int, index: int, opened: asyncio.Event, total: int) -> None:
         try:
-            reader, _writer = await open_feed(port, deflate=True)
+            reader, writer = await open_feed(port, deflate=True)
         except (OSError, ConnectionError) as exc:
             print(f"connection {index} failed: {exc}", file=sys.stderr, flush=True)
             self.closed += 1
@@ -113,9 +118,11 @@ class Load:
             opened.set()
         try:
             while True:
-                opcode, _ = await read_frame(reader)
+                opcode, payload = await read_frame(reader)
                 if opcode in (1, 2, 0):
                     self.frames[slot] += 1
+                elif opcode == 9:
+                    answer_ping(writer, payload)
                 elif opcode == 8:
                     break
         except (OSError, asyncio.IncompleteReadError):
@@ -136,7 +143,7 @@ class Probe:
 
     async def connection(self, port: int, opened: asyncio.Event) -> None:
         try:
-            reader, _writer = await open_feed(port, deflate=False)
+            reader, writer = await open_feed(port, deflate=False)
         except (OSError, ConnectionError) as exc:
             print(f"probe: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(1) from None
@@ -147,6 +154,9 @@ class Probe:
                 received = time.time_ns()
                 if opcode == 8:
                     break
+                if opcode == 9:
+                    answer_ping(writer, payload)
+                    continue
                 self.frames[0] += 1
                 self._record(payload, received)
         except (OSError, asyncio.IncompleteReadError):
