@@ -60,8 +60,12 @@ max_subscriptions = 100
 max_message_bytes = {max_message_bytes}
 ; low enough that flooding clients reach it within a second
 messages_per_minute = {messages_per_minute}
-; stalled clients are gone within this (plus the closing handshake)
+; nothing sent for this long closes a connection (the official idle rule)
 idle_timeout_s = {idle_timeout_s}
+; a client that stops reading answers no ping: it is gone within interval + timeout
+; (a third of idle_timeout_s each, so stalled clients go as fast as idle ones)
+auto_ping_interval_s = {ping_s}
+auto_ping_timeout_s = {ping_s}
 max_queued_bytes = 4194304
 
 [log]
@@ -126,6 +130,7 @@ class Server:
                 max_message_bytes=limits.max_message_bytes,
                 messages_per_minute=limits.messages_per_minute,
                 idle_timeout_s=limits.idle_timeout_s,
+                ping_s=limits.idle_timeout_s / 3,
                 stall_timeout_s=limits.stall_timeout_s,
                 metrics_port=self.metrics_port,
                 handshake_timeout_s=limits.handshake_timeout_s,
