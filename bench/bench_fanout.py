@@ -29,12 +29,13 @@ import os
 import platform
 import shutil
 import ssl
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.clients import answer_ping, masked_text, read_frame
 
 SUBSCRIPTIONS = ("l2Book", "bbo", "trades")
 
@@ -59,26 +60,16 @@ async def _client(
     assert head.startswith(b"HTTP/1.1 101"), head
     for channel in SUBSCRIPTIONS:
         request = {"method": "subscribe", "subscription": {"type": channel, "coin": "BTC"}}
-        writer.write(_masked(json.dumps(request).encode()))
+        writer.write(masked_text(json.dumps(request).encode()))
     opened[0] += 1
     while True:
-        first, second = await reader.readexactly(2)
-        length = second & 0x7F
-        if length == 126:
-            (length,) = struct.unpack("!H", await reader.readexactly(2))
-        elif length == 127:
-            (length,) = struct.unpack("!Q", await reader.readexactly(8))
-        await reader.readexactly(length)
-        if first & 0x0F in (1, 2):
+        opcode, payload = await read_frame(reader)
+        if opcode in (1, 2):
             total[0] += 1
-        elif first & 0x0F == 8:
+        elif opcode == 9:
+            answer_ping(writer, payload)
+        elif opcode == 8:
             return
-
-
-def _masked(payload: bytes) -> bytes:
-    mask = os.urandom(4)
-    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask + body
 
 
 async def _clients_main(port: int, count: int, use_tls: bool) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from orderbook.book.events import Block, BookDiff, Fill, OrderStatus
 from orderbook.node.schema import DIFFS, FILLS, STATUSES, STREAM_KINDS, Line, status_coin, time_ms
@@ -84,7 +85,32 @@ def filtered(kind: str, events: list, accept: Callable[[str], bool] | None) -> l
     return [pair for pair in events if accept(pair[1].coin)]
 
 
-class BlockAssembler:
+class HeightBook:
+    """What both assemblers keep: the blocks not handed out yet, each stream's last
+    height, and the height handed out last."""
+
+    emitted: int | None
+    _pending: dict[int, Any]
+    _last: dict[str, int]
+
+    def stream_heights(self) -> dict[str, int]:
+        """The last height seen in each stream."""
+        return dict(self._last)
+
+    @property
+    def pending(self) -> int:
+        """Blocks held, not handed out yet."""
+        return len(self._pending)
+
+    def skip_through(self, height: int) -> None:
+        """The consumer's state is at ``height`` (a snapshot): forget blocks up to it."""
+        if self.emitted is None or height > self.emitted:
+            self.emitted = height
+        for lower in [h for h in self._pending if h <= height]:
+            del self._pending[lower]
+
+
+class BlockAssembler(HeightBook):
     """Feed decoded lines with :meth:`add` (bad ones with :meth:`add_bad`); get Blocks back.
 
     ``accept_coin`` drops events of coins outside the markets filter.
@@ -111,22 +137,6 @@ class BlockAssembler:
         self._pending: dict[int, Parts] = {}
         self._last: dict[str, int] = {}  # last height per stream
         self._evicted_through = -1
-
-    def stream_heights(self) -> dict[str, int]:
-        """The last height seen in each stream."""
-        return dict(self._last)
-
-    @property
-    def pending(self) -> int:
-        """Incomplete blocks held."""
-        return len(self._pending)
-
-    def skip_through(self, height: int) -> None:
-        """The consumer's state is at ``height`` (a snapshot): forget blocks up to it."""
-        if self.emitted is None or height > self.emitted:
-            self.emitted = height
-        for lower in [h for h in self._pending if h <= height]:
-            del self._pending[lower]
 
     def forget_above(self, height: int) -> None:
         """Forget stream heights and blocks above ``height`` (an absurd height seen before)."""

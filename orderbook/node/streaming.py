@@ -39,7 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from orderbook.book.events import Block
-from orderbook.node.blocks import GapReport, Parts, filtered, store
+from orderbook.node.blocks import GapReport, HeightBook, Parts, filtered, store
 from orderbook.node.schema import DIFFS, FILLS, STATUSES, Line, status_coin
 
 BOOK_STREAMS = (STATUSES, DIFFS)
@@ -49,7 +49,7 @@ _EPSILON = 1e-9  # float slack: a timer set for `due` fires at `due`
 MAX_FILLED = 100  # empty blocks made up for heights no stream wrote; more is a gap
 
 
-class StreamAssembler:
+class StreamAssembler(HeightBook):
     """Feed decoded rows with :meth:`add` (bad ones with :meth:`add_bad`); get Blocks back."""
 
     def __init__(
@@ -80,21 +80,9 @@ class StreamAssembler:
         self._late_fills_ok = True
         self._dense: set[str] = set()  # streams seen writing empty rows
 
-    def stream_heights(self) -> dict[str, int]:
-        """The last height seen in each stream."""
-        return dict(self._last)
-
-    @property
-    def pending(self) -> int:
-        """Blocks not final yet."""
-        return len(self._pending)
-
     def skip_through(self, height: int) -> None:
         """The consumer's state is at ``height`` (a snapshot): forget blocks up to it."""
-        if self.emitted is None or height > self.emitted:
-            self.emitted = height
-        for lower in [h for h in self._pending if h <= height]:
-            del self._pending[lower]
+        super().skip_through(height)
         self._late_fills = []
 
     def forget_above(self, height: int) -> None:
