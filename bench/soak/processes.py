@@ -188,6 +188,10 @@ class Server:
         """Resident memory of every server process, summed."""
         return sum(_status_kb(pid, "VmRSS") for pid in self.pids()) / 1024
 
+    def rss_by_process_mb(self) -> list[float]:
+        """Resident memory of twistd, then of each worker."""
+        return [round(_status_kb(pid, "VmRSS") / 1024, 1) for pid in self.pids()]
+
     def peak_rss_mb(self) -> float:
         """Every server process's own peak (VmHWM), summed: an upper bound of the peak."""
         return sum(_status_kb(pid, "VmHWM") for pid in self.pids()) / 1024

@@ -549,6 +549,7 @@ async def _leave(soak: Soak, server: Server, keepers: list, rss_start: float) ->
         "peak_sampled": round(soak.rss_peak_mb, 1),
         "peak_hwm_sum": round(server.peak_rss_mb(), 1),
         "processes": len(server.pids()),
+        "final_by_process": server.rss_by_process_mb(),
         "final": round(final, 1),
         "bound": round(bound, 1),
         "phases": {name: round(value, 1) for name, value in soak.rss_phases.items()},
