@@ -33,7 +33,7 @@ snapshot_path = {work}/snapshot.json
 ; the soak injects node faults all the time: short timeouts keep it moving
 snapshot_timeout_s = 5
 stall_timeout_s = {stall_timeout_s}
-validate_interval_s = 20
+validate_interval_s = {validate_interval_s}
 
 [tls]
 certificate = {work}/tls/cert.pem
@@ -83,6 +83,7 @@ class Limits:
     idle_timeout_s: int = 20
     stall_timeout_s: int = 2
     handshake_timeout_s: int = 5
+    validate_interval_s: int = 20
 
 
 class Node:
@@ -134,6 +135,7 @@ class Server:
                 stall_timeout_s=limits.stall_timeout_s,
                 metrics_port=self.metrics_port,
                 handshake_timeout_s=limits.handshake_timeout_s,
+                validate_interval_s=limits.validate_interval_s,
             )  # fmt: skip
         )
         self.certificate = work / "tls" / "cert.pem"

@@ -75,6 +75,7 @@ class Options:
     fuzz_pace_s: float = 0.05
     fault_every_s: float = 8.0
     idle_timeout_s: int = 20  # the server's; stalled clients must be gone after it
+    validate_interval_s: int = 20  # the server's [node] key (0: no validation)
     scale: float = 0.05
     blocks_per_second: float = 14.5
     hour_seconds: float = 30.0
@@ -116,7 +117,11 @@ async def run(reactor: Any, options: Options) -> dict[str, Any]:
     work = Path(options.workdir or tempfile.mkdtemp(prefix="orderbook-soak-"))
     work.mkdir(parents=True, exist_ok=True)
     soak = Soak(options, reactor, work)
-    limits = Limits(idle_timeout_s=options.idle_timeout_s, stall_timeout_s=STALL_TIMEOUT_S)
+    limits = Limits(
+        idle_timeout_s=options.idle_timeout_s,
+        stall_timeout_s=STALL_TIMEOUT_S,
+        validate_interval_s=options.validate_interval_s,
+    )
     node = Node(work, asdict(options))
     server: Server | None = None
     try:
