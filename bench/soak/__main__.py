@@ -1,9 +1,14 @@
-"""``python -m bench.soak [--minutes M | --seconds S] [--json]``: run one soak, print the report."""
+"""``python -m bench.soak [--minutes M | --seconds S] [--json]``: run one soak, print the report.
+
+``kill -USR1 <pid>`` prints every thread's Python stack to stderr (a stuck soak).
+"""
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
+import signal
 import sys
 from dataclasses import fields
 from typing import Any
@@ -63,6 +68,7 @@ def show(report: dict[str, Any]) -> None:
 
 def main(argv: list[str]) -> int:
     options, as_json = parse(argv)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every thread's stack
     outcome: dict[str, Any] = {}
 
     async def soak(reactor: Any) -> None:
