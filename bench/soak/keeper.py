@@ -1,8 +1,8 @@
 """The well-behaved client: subscribes, reads everything, keeps its own books.
 
 For each coin it subscribes ``trades``, ``l4Book``, ``l2Book`` and ``bbo``
-(in that order, so trades are complete from the l4Book Snapshot's height
-on), keeps the L4 book from Snapshot + Updates with the client-side book of
+(in that order, so trades are complete from the first l2Book's height on,
+and from the l4Book Snapshot's when that is later), keeps the L4 book from Snapshot + Updates with the client-side book of
 ``tests/e2e/l4client.py`` (written from the documentation, independent of the
 server's code), counts every trade ``tid`` and checks each ``l2Book`` that
 arrives at the L4 book's height against the L4 book aggregated by price. It
@@ -31,10 +31,19 @@ class CoinState:
 
     book: L4Book | None = None
     pending: list[dict[str, Any]] = field(default_factory=list)
-    first_height: int | None = None  # the first Snapshot's height: trades complete after it
+    first_height: int | None = None  # the first Snapshot's height
+    # The first l2Book's height: the trades subscription (sent before it) was in place by
+    # then. A Snapshot may be older than the subscription (a shared snapshot is followed
+    # by the Updates since), so trades are complete after the later of the two.
+    first_l2_height: int | None = None
     received: int = 0  # the highest Updates height received
     snapshots: list[int] = field(default_factory=list)  # heights of every Snapshot
     tids: Counter = field(default_factory=Counter)
+
+    def trades_from(self) -> int | None:
+        """Trades of every block above this height must have arrived."""
+        known = [h for h in (self.first_height, self.first_l2_height) if h is not None]
+        return max(known) if known else None
 
 
 @dataclass
@@ -151,6 +160,8 @@ class KeeperProtocol(SoakProtocol):
 
     def _on_l2Book(self, data: dict[str, Any]) -> None:  # noqa: N802
         coin = self.keeper.per_coin[data["coin"]]
+        if coin.first_l2_height is None:
+            coin.first_l2_height = data["height"]
         book = coin.book
         if book is None or book.height != data["height"] or coin.pending:
             return

@@ -62,8 +62,10 @@ class FillsReference:
         """The highest block read (0 before any)."""
         return max(self.heights, default=0)
 
-    def expected(self, coin: str, after: int, through: int) -> set[int]:
-        """The tids of ``coin`` in blocks ``after+1 .. through``."""
+    def expected(self, coin: str, after: int | None, through: int) -> set[int]:
+        """The tids of ``coin`` in blocks ``after+1 .. through`` (none before a Snapshot)."""
+        if after is None:
+            return set()
         return {
             tid
             for tid, (height, name) in self.trades.items()

@@ -451,14 +451,14 @@ def _first_difference(ours: list, theirs: list) -> str:
 
 
 async def _check_trades(soak: Soak, reference: FillsReference, keepers: list, height: int) -> None:
-    """Every trade of blocks (first Snapshot, height] arrived exactly once at every keeper."""
+    """Every trade of blocks (subscribed, height] arrived exactly once at every keeper."""
     live = [state for state, proto in keepers if not proto.closed.called]
     await until(lambda: all(s.received() > height for s in live), 60, "Updates past the height")
     await until(lambda: reference.poll() or reference.height > height, 60, "the fills files")
     lost, doubled, phantom, expected_total = [], [], [], 0
     for state in live:
         for coin, coin_state in state.per_coin.items():
-            expected = reference.expected(coin, coin_state.first_height, height)
+            expected = reference.expected(coin, coin_state.trades_from(), height)
             expected_total += len(expected)
             got = coin_state.tids
             lost += [(state.name, coin, reference.trades[t][0], t) for t in expected - got.keys()]
