@@ -23,6 +23,7 @@ SMOKE = {
         "--scale",
         "0.05",
     ],
+    "bench_churn.py": ["--connections", "20", "--seconds", "2"],
     "bench_fanout.py": ["--clients", "5", "--seconds", "0.5", "--json"],
 }
 

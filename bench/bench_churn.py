@@ -1,0 +1,138 @@
+"""Connection churn: what a server keeps after thousands of clients came and went.
+
+    PYTHONPATH=. python bench/bench_churn.py [--connections 3000] [--seconds 140] [--workers 1]
+
+The real ``twistd orderbook`` (TLS + permessage-deflate) reads the simulator
+(both separate processes, as in ``python -m bench``). Clients connect one
+after another over ``--seconds`` (long enough to span the server's
+once-a-minute ``gc.freeze()``), subscribe to l2Book and trades of BTC, read
+one message and leave, half of them cleanly, half by dropping the socket.
+Printed: the server's RSS (parent and workers) before, at the end of the churn
+and 10 s later, and the growth per 1,000 connections. Numbers, never pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.clients import open_feed, raise_open_files, read_frame  # noqa: E402
+from bench.e2e import (  # noqa: E402
+    Child,
+    child_env,
+    free_port,
+    server_config,
+    wait_ready,
+)
+
+
+def rss_kb(pid: int) -> int:
+    """VmRSS of ``pid`` and its children (the workers), in kB."""
+    total = 0
+    for proc in [pid, *_children(pid)]:
+        try:
+            text = Path(f"/proc/{proc}/status").read_text()
+        except OSError:
+            continue
+        total += int(re.search(r"VmRSS:\s+(\d+)", text).group(1))
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+async def one_client(port: int, clean: bool) -> None:
+    reader, writer = await open_feed(port, deflate=True)
+    await read_frame(reader)
+    if clean:
+        writer.close()
+        await writer.wait_closed()
+    else:
+        writer.transport.abort()
+
+
+async def churn(port: int, connections: int, seconds: float) -> int:
+    pause = seconds / connections
+    failed = 0
+    for index in range(connections):
+        try:
+            await asyncio.wait_for(one_client(port, clean=index % 2 == 0), 10)
+        except (OSError, ConnectionError, asyncio.TimeoutError):
+            failed += 1
+        await asyncio.sleep(pause)
+    return failed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, default=3000)
+    parser.add_argument("--seconds", type=float, default=140.0)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    raise_open_files()
+    import subprocess
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-churn-"))
+    data_dir = workdir / "hl" / "data"
+    sim = Child(
+        [sys.executable, "-m", "orderbook.sim", "--data-dir", str(data_dir), "--info-port", "0",
+         "--scale", "0.1", "--split-probability", "0"],
+        "simulator",
+    )  # fmt: skip
+    server = None
+    try:
+        info_url = re.search(r"info=(\S+)", sim.wait_for("simulator ready")).group(1)
+        port = free_port()
+        config = server_config(workdir, data_dir, info_url, port, 200, args.workers)
+        with open(workdir / "twistd.log", "wb") as log:
+            server = subprocess.Popen(
+                [str(Path(sys.executable).with_name("twistd")), "-n", "--pidfile", "",
+                 "orderbook", "--config", str(config)],
+                stdout=log, stderr=subprocess.STDOUT, env=child_env(), cwd=workdir,
+            )  # fmt: skip
+        wait_ready(port, server)
+        time.sleep(5)  # a bench: let the first blocks settle before the baseline
+        before = rss_kb(server.pid)
+        failed = asyncio.run(churn(port, args.connections, args.seconds))
+        after = rss_kb(server.pid)
+        time.sleep(10)
+        settled = rss_kb(server.pid)
+        grown = (settled - before) / 1024
+        report = {
+            "connections": args.connections,
+            "failed": failed,
+            "seconds": args.seconds,
+            "workers": args.workers,
+            "rss_before_mb": round(before / 1024, 1),
+            "rss_after_churn_mb": round(after / 1024, 1),
+            "rss_settled_mb": round(settled / 1024, 1),
+            "growth_mb_per_1000": round(grown / args.connections * 1000, 2),
+        }
+        print(json.dumps(report))
+    finally:
+        sim.stop()
+        if server is not None and server.poll() is None:
+            server.terminate()
+            server.wait(30)
+
+
+if __name__ == "__main__":
+    main()
