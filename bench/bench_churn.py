@@ -70,6 +70,10 @@ async def one_client(port: int, clean: bool) -> None:
 
 
 async def churn(port: int, connections: int, seconds: float) -> int:
+    """``connections`` clients over ``seconds``; 0: the same time with none (the control)."""
+    if connections == 0:
+        await asyncio.sleep(seconds)
+        return 0
     pause = seconds / connections
     failed = 0
     for index in range(connections):
@@ -116,6 +120,7 @@ def main() -> None:
         time.sleep(10)
         settled = rss_kb(server.pid)
         grown = (settled - before) / 1024
+        per_1000 = grown / args.connections * 1000 if args.connections else 0.0
         report = {
             "connections": args.connections,
             "failed": failed,
@@ -124,7 +129,8 @@ def main() -> None:
             "rss_before_mb": round(before / 1024, 1),
             "rss_after_churn_mb": round(after / 1024, 1),
             "rss_settled_mb": round(settled / 1024, 1),
-            "growth_mb_per_1000": round(grown / args.connections * 1000, 2),
+            "growth_mb": round(grown, 1),
+            "growth_mb_per_1000": round(per_1000, 2),
         }
         print(json.dumps(report))
     finally:
