@@ -25,13 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.clients import open_feed, raise_open_files, read_frame  # noqa: E402
-from bench.e2e import (  # noqa: E402
-    Child,
-    child_env,
-    free_port,
-    server_config,
-    wait_ready,
-)
+from bench.e2e import Child, server_config, wait_ready  # noqa: E402
+from tests.e2e.procs import child_env, free_port  # noqa: E402
 
 
 def rss_kb(pid: int) -> int:

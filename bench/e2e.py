@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import ssl
 import subprocess
 import sys
@@ -30,7 +29,8 @@ from calendar import timegm
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.e2e.procs import REPO, child_env, free_port
+
 HEADER = re.compile(rb'\{"local_time":"([^"]+)","block_time":"([^"]+)","block_number":(\d+)')
 CONNECTIONS_PER_LOAD_PROCESS = 500
 
@@ -52,19 +52,6 @@ class Result:
     slow_closed: float = 0.0
     client_closed: int = 0
     frames_per_connection: tuple[int, int] = (0, 0)
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def node_ns(text: bytes) -> int:
