@@ -17,7 +17,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import _parse, serverFromString
 
 
 class ListenError(Exception):
@@ -38,23 +38,9 @@ class Address:
 
 
 def split_endpoint(spec: str) -> tuple[str, list[str], dict[str, str]]:
-    """Twisted's endpoint syntax: ``kind:arg:key=value``, ``\\:`` escapes a colon."""
-    parts, current, escaped = [], "", False
-    for char in spec:
-        if escaped:
-            current += char
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ":":
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    parts.append(current)
-    args = [p for p in parts[1:] if "=" not in p]
-    kwargs = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
-    return parts[0], args, kwargs
+    """Twisted's endpoint syntax, as Twisted parses it: (kind, arguments, keywords)."""
+    args, kwargs = _parse(spec)
+    return args[0], args[1:], kwargs
 
 
 def address_of(spec: str) -> Address | None:
