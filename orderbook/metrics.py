@@ -75,9 +75,13 @@ class Gauge(Metric):
     def set(self, value: float, *labels: str) -> None:
         self.values[labels] = value
 
-    def render(self) -> list[str]:
+    def refresh(self) -> None:
+        """Read a computed gauge's value now."""
         if self.read is not None:
             self.values[()] = self.read()
+
+    def render(self) -> list[str]:
+        self.refresh()
         return super().render()
 
 

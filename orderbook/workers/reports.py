@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orderbook.metrics import Metrics, escape_label, render_number
+from orderbook.metrics import Gauge, Metrics, escape_label, render_number
 
 Family = dict[str, Any]  # {"name", "kind", "help", "labels": [...], "samples": [[values, v]]}
 
@@ -22,7 +22,8 @@ def families(metrics: Metrics) -> list[Family]:
     """A worker's metric samples, ready to send as JSON."""
     out = []
     for metric in metrics.metrics.values():
-        metric.render()  # gauges read on scrape: refresh their values
+        if isinstance(metric, Gauge):
+            metric.refresh()  # computed gauges are read on scrape
         out.append(
             {
                 "name": metric.name,
