@@ -7,7 +7,7 @@ multi-process parent) use node's snapshot request, config and metrics, never
 book, feed or server; only tap imports workers; the top-level modules
 (config, tls, process, listening, logs, metrics, fixed, gc_policy) import no
 package of orderbook; nothing imports tap; the module map of the docs names
-every module.
+every module; no module outgrows ~450 lines nor a class ~260.
 (The simulator's own rule is in tests/sim/test_package.py.)
 """
 
@@ -112,3 +112,23 @@ def test_the_module_map_names_every_module():
     }
     assert sorted(present - mapped) == [], "modules missing from the map"
     assert sorted(mapped - present) == [], "the map names modules that do not exist"
+
+
+MAX_MODULE_LINES = 450
+MAX_CLASS_LINES = 260
+AS_ONE_THING = {"sim/exchange.py"}  # the simulator's exchange model reads as one
+
+
+def test_no_module_or_class_outgrows_its_room():
+    too_big = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = path.relative_to(PACKAGE).as_posix()
+        if name in AS_ONE_THING:
+            continue
+        source = path.read_text()
+        if len(source.splitlines()) > MAX_MODULE_LINES:
+            too_big.append(f"{name}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno >= MAX_CLASS_LINES:
+                too_big.append(f"{name}: class {node.name} {node.end_lineno - node.lineno + 1}")
+    assert not too_big, too_big

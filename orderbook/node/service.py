@@ -83,7 +83,7 @@ class IngestService(Service):
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
-        self.snapshots = snapshots or self._fetch  # (path) -> the node's snapshot, loaded
+        self.snapshots = snapshots or node_snapshots(self)  # (path) -> the snapshot, loaded
         self.settings = settings
         self.books = books
         self.listener = BookListeners(listeners)
@@ -110,17 +110,10 @@ class IngestService(Service):
         self.prefilter = (
             StatusesPrefilter(reactor) if settings.decode_worker and not self.streaming else None
         )
-        directories = DIRECTORIES[settings.mode]
-        self.tailer = NodeTailer(
-            {kind: Path(settings.data_dir) / directories[kind] / "hourly" for kind in STREAM_KINDS},
-            self.lines.deliver,
-            self.lines.unreadable,
-            reactor,
-            recheck_interval_s=settings.recheck_interval_s,
-        )
-        self._state = INITIALIZING
-        self._reason: str | None = None
-        self._resyncs = 0
+        self.tailer = make_tailer(settings, self.lines, reactor)
+        self.state = INITIALIZING
+        self.reason: str | None = None
+        self.resyncs = 0
         self._live = 0  # bumped at every go-live and resync: validation's token
         self._last_block_at: float | None = None
         self.m_blocks, self.m_old, self.m_resyncs, self.m_gaps, self.m_snapshot_failures = (
@@ -128,7 +121,7 @@ class IngestService(Service):
         )
         self.stall = StallWatch(
             reactor, settings.stall_timeout_s, lambda: self._last_block_at,
-            self.lines.stopped_alone, self.lines.quiet_for, lambda: self._state, self._set_state,
+            self.lines.stopped_alone, self.lines.quiet_for, lambda: self.state, self._set_state,
             metrics,
         )  # fmt: skip
 
@@ -162,21 +155,7 @@ class IngestService(Service):
 
     def status(self) -> dict[str, Any]:
         """The health document (also sent to the listeners' ``state_changed``)."""
-        now = self.reactor.seconds()
-        time_ms = self.books.time_ms if self.synced() else None
-        last = self._last_block_at
-        return {
-            "state": self._state,
-            "height": self.books.height if self.synced() else None,
-            "block_time": time_ms,
-            "lag_ms": None if time_ms is None else int(now * 1000) - time_ms,
-            "last_block_age_ms": None if last is None else int((now - last) * 1000),
-            "reason": self._reason,
-            "resyncs": self._resyncs,
-            "mode": self.settings.mode,
-            "buffered_blocks": len(self.sync.buffer),
-            "stream_heights": self.assembler.stream_heights(),
-        }
+        return health_document(self)
 
     # -- helpers -----------------------------------------------------------------
     def _guard(self, call: Callable, *args: Any) -> Any:
@@ -187,10 +166,10 @@ class IngestService(Service):
             return None
 
     def _set_state(self, state: str, reason: str | None) -> None:
-        if state == self._state and reason == self._reason:
+        if state == self.state and reason == self.reason:
             return
-        changed = state != self._state
-        self._state, self._reason = state, reason
+        changed = state != self.state
+        self.state, self.reason = state, reason
         if changed:
             if reason:
                 self._log.info("ingest: state {state} ({reason})", state=state, reason=reason)
@@ -204,32 +183,19 @@ class IngestService(Service):
         return self._last_block_at
 
     def synced(self) -> bool:
-        return self.books.height is not None and self._state != INITIALIZING
+        return self.books.height is not None and self.state != INITIALIZING
 
     def release_trades(self) -> None:
         """After a read of fills: publish the trades the book has reached (live), or all."""
-        live = self._state in (READY, STALE) and not self.sync.wanted and not self.sync.syncing
+        live = self.state in (READY, STALE) and not self.sync.wanted and not self.sync.syncing
         self.tape.release(self.books.height if live else None)
 
     def _live_token(self) -> int | None:
         """Changes at every resync; None while the live book is not being followed."""
-        return self._live if self._state in (READY, STALE) else None
+        return self._live if self.state in (READY, STALE) else None
 
     def _assembly(self) -> StreamAssembler:
         return self.assembler  # type: ignore[return-value]  (streaming mode only)
-
-    def _new_books(self) -> Books:
-        return Books(accept_coin=self.accept_coin)
-
-    def _fetch(self, path: Path, not_before: int | None = None) -> Awaitable[Books]:
-        return fetch_snapshot(
-            self.reactor,
-            self.settings,
-            path,
-            self._new_books,
-            self.sync.snapshot_settle_s,
-            not_before,
-        )
 
     # -- blocks ------------------------------------------------------------------
     def blocks_out(self, blocks: list[Block]) -> None:
@@ -244,7 +210,7 @@ class IngestService(Service):
         if self.sync.syncing:
             self.sync.add_block(block)
             return
-        if self.sync.wanted or self.books.height is None or self._state == INITIALIZING:
+        if self.sync.wanted or self.books.height is None or self.state == INITIALIZING:
             return  # no good state to apply it to; the coming snapshot covers it
         height = self.books.height
         if block.height <= height:
@@ -273,7 +239,7 @@ class IngestService(Service):
         self.m_blocks.inc()
         self.listener.block_applied(result)
         self.tape.release(block.height)
-        if self._state == STALE:
+        if self.state == STALE:
             self.stall.check()
         self.validator.height_reached()
 
@@ -290,7 +256,7 @@ class IngestService(Service):
         self.sync.wanted = True
         self.tape.release(None)  # no live book to keep them in step with any more
         self._live += 1
-        self._resyncs += 1
+        self.resyncs += 1
         self.m_resyncs.inc()
         self._set_state(RESYNCING, reason)
 
@@ -307,10 +273,10 @@ class IngestService(Service):
         """
         if not self.running or self.lines.stopped_alone():
             return
-        if self._state in (INITIALIZING, BOOTSTRAPPING):
+        if self.state in (INITIALIZING, BOOTSTRAPPING):
             self._set_state(BOOTSTRAPPING, "loading the node's snapshot")
         else:
-            self._set_state(RESYNCING, self._reason)
+            self._set_state(RESYNCING, self.reason)
         self.sync.start()
 
     def _retry(self) -> None:
@@ -338,8 +304,55 @@ class IngestService(Service):
         self.m_snapshot_failures.inc()
         if self.books.height is None:  # no reference height yet: assemble afresh
             self.assembler = make_assembler(self)
-        state = BOOTSTRAPPING if self._state in (INITIALIZING, BOOTSTRAPPING) else RESYNCING
+        state = BOOTSTRAPPING if self.state in (INITIALIZING, BOOTSTRAPPING) else RESYNCING
         self._set_state(state, f"snapshot failed: {reason}")
+
+
+def health_document(service: IngestService) -> dict[str, Any]:
+    """The service's state, heights, lag and counts, as /health shows them."""
+    now = service.reactor.seconds()
+    synced = service.synced()
+    time_ms = service.books.time_ms if synced else None
+    last = service.last_moved_at
+    return {
+        "state": service.state,
+        "height": service.books.height if synced else None,
+        "block_time": time_ms,
+        "lag_ms": None if time_ms is None else int(now * 1000) - time_ms,
+        "last_block_age_ms": None if last is None else int((now - last) * 1000),
+        "reason": service.reason,
+        "resyncs": service.resyncs,
+        "mode": service.settings.mode,
+        "buffered_blocks": len(service.sync.buffer),
+        "stream_heights": service.assembler.stream_heights(),
+    }
+
+
+def node_snapshots(service: IngestService) -> Callable[..., Awaitable[Books]]:
+    """``(path, not_before=None)`` -> the node's snapshot at ``path``, loaded into new Books."""
+
+    def new_books() -> Books:
+        return Books(accept_coin=service.accept_coin)
+
+    def fetch(path: Path, not_before: int | None = None) -> Awaitable[Books]:
+        settle_s = service.sync.snapshot_settle_s
+        return fetch_snapshot(
+            service.reactor, service.settings, path, new_books, settle_s, not_before
+        )
+
+    return fetch
+
+
+def make_tailer(settings: NodeSettings, lines: LineIntake, reactor: Any) -> NodeTailer:
+    """The tailer of the mode's three hourly directories, delivering to ``lines``."""
+    directories = DIRECTORIES[settings.mode]
+    return NodeTailer(
+        {kind: Path(settings.data_dir) / directories[kind] / "hourly" for kind in STREAM_KINDS},
+        lines.deliver,
+        lines.unreadable,
+        reactor,
+        recheck_interval_s=settings.recheck_interval_s,
+    )
 
 
 def make_assembler(service: IngestService) -> BlockAssembler | StreamAssembler:
