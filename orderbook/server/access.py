@@ -12,9 +12,11 @@ it through :meth:`TokenStore.accepts`). A refused upgrade gets HTTP 401 with
 the reason in the body and a ``WWW-Authenticate: Bearer`` header.
 
 Comparison is constant-time over every token. ``SIGHUP`` re-reads the file
-(:meth:`TokenStore.reload` is one of the process's SIGHUP hooks); a file that became unreadable or invalid keeps the
-tokens in force, logs why and counts the failure. Open WebSockets whose token
-is gone from the new file are closed (1008 ``access token revoked``).
+(:meth:`TokenStore.reload` is one of the process's SIGHUP hooks); a file that
+became unreadable or invalid keeps the tokens in force, logs why and counts the
+failure. Every open WebSocket and WAMP session that came in with a token the new
+file no longer holds (its upgrade token, its WAMP ticket: either one) is closed
+with 1008 ``access token revoked``, a WAMP session after a GOODBYE saying so.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ _COMMENT = re.compile(r"\s#")
 _QUERY_TOKEN = re.compile(r"([?&]token=)[^&\s\"]*")
 _log = Logger(namespace="orderbook.access")
 CLOSE_POLICY = 1008
+REVOKED = "access token revoked"
 
 
 def parse_tokens(text: str, source: str) -> list[bytes]:
@@ -73,7 +76,9 @@ class TokenStore:
     def __init__(self, path: Path | None, metrics: Metrics | None = None) -> None:
         self.path = path
         self._tokens: list[bytes] = read_tokens(path) if path is not None else []
-        self._holders: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
+        self._holders: weakref.WeakKeyDictionary[Any, dict[str, bytes]] = (
+            weakref.WeakKeyDictionary()
+        )
         metrics = metrics if metrics is not None else Metrics()
         metrics.gauge("orderbook_access_tokens", "Tokens in force", read=lambda: len(self._tokens))
         self.reloads = metrics.counter(
@@ -83,6 +88,12 @@ class TokenStore:
             "orderbook_access_denied_total",
             "Requests refused with HTTP 401, by endpoint and reason",
             ["endpoint", "reason"],
+        )
+        self.revoked = metrics.counter(
+            "orderbook_access_revoked_total",
+            "Connections and WAMP sessions closed because their token was revoked,"
+            " by how they gave it (upgrade or ticket)",
+            ["via"],
         )
         if path is not None and not self._tokens:
             _log.warn("{path} holds no token: every client will be refused", path=str(path))
@@ -121,28 +132,42 @@ class TokenStore:
         self._close_revoked()
         return True
 
-    def hold(self, token: str, connection: Any) -> None:
-        """Remember that open ``connection`` was let in with ``token`` (closed if revoked)."""
-        self._holders[connection] = token.encode("utf-8", "replace")
+    def hold(self, token: str, holder: Any, via: str = "upgrade") -> None:
+        """Remember that open ``holder`` came in with ``token`` (closed if it is revoked).
+
+        ``holder``: a WebSocket connection (``via`` its upgrade) or a WAMP session
+        (``via`` its ticket); either may offer ``revoke(code, reason) -> bool``.
+        """
+        self._holders.setdefault(holder, {})[via] = token.encode("utf-8", "replace")
 
     def _close_revoked(self) -> None:
-        revoked = [c for c, token in self._holders.items() if not self._known(token)]
-        for connection in revoked:
-            del self._holders[connection]
-            _close(connection, CLOSE_POLICY, "access token revoked")
-        if revoked:
-            _log.info("closed {count} connections whose token was revoked", count=len(revoked))
+        closed = 0
+        for holder, held in list(self._holders.items()):
+            gone = [via for via, token in held.items() if not self._known(token)]
+            if not gone:
+                continue
+            del self._holders[holder]
+            if _close(holder, CLOSE_POLICY, REVOKED):
+                self.revoked.inc(1, gone[0])
+                closed += 1
+        if closed:
+            _log.info("closed {count} connections whose token was revoked", count=closed)
 
 
-def _close(connection: Any, code: int, reason: str) -> None:
-    """Start closing a WebSocket (the feed's close_with allows any code; autobahn's few)."""
-    if getattr(connection, "state", None) != getattr(connection, "STATE_OPEN", object()):
-        return
-    close_with = getattr(connection, "close_with", None)
-    if close_with is not None:
+def _close(holder: Any, code: int, reason: str) -> bool:
+    """End a connection or session (False if it had already ended): its own
+    ``revoke`` if it has one, else the WebSocket closing handshake."""
+    revoke = getattr(holder, "revoke", None)
+    if revoke is not None:
+        return bool(revoke(code, reason))
+    if getattr(holder, "state", None) != getattr(holder, "STATE_OPEN", object()):
+        return False
+    close_with = getattr(holder, "close_with", None)
+    if close_with is not None:  # the feed's: any code (autobahn's sendClose allows few)
         close_with(code, reason)
     else:
-        connection.sendClose(code, reason)
+        holder.sendClose(code, reason)
+    return True
 
 
 def bearer_token(authorization: str | None, query_tokens: Iterable[str]) -> str | None:

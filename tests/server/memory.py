@@ -59,7 +59,7 @@ class MemoryServer:
         self.metrics = Metrics()
         self.registry = Registry(self.books, self.ws, self.metrics)
         self.registry.status_provider = lambda: {"state": "ready", "height": self.books.height}
-        self.factory = FeedFactory(self.registry, self.ws, self.clock)
+        self.factory = self.make_factory()
         self.factory.setProtocolOptions(**protocol_options(self.ws))
         self.factory._batched_timer = _BatchedTimer(
             200.0,
@@ -69,8 +69,18 @@ class MemoryServer:
         )
         self.clients: list[MemoryClient] = []
 
-    def connect(self, compression: bool = False, window_bits: int | None = None) -> MemoryClient:
-        client = MemoryClient(self, compression, window_bits)
+    def make_factory(self) -> FeedFactory:
+        """The factory under test (a subclass may build a WAMP one)."""
+        return FeedFactory(self.registry, self.ws, self.clock)
+
+    def connect(
+        self,
+        compression: bool = False,
+        window_bits: int | None = None,
+        subprotocol: str = "",
+        path: str = "/ws",
+    ) -> MemoryClient:
+        client = MemoryClient(self, compression, window_bits, subprotocol, path)
         self.clients.append(client)
         return client
 
@@ -85,7 +95,14 @@ class MemoryServer:
 class MemoryClient:
     """The client side of one in-memory connection."""
 
-    def __init__(self, server: MemoryServer, compression: bool, window_bits: int | None) -> None:
+    def __init__(
+        self,
+        server: MemoryServer,
+        compression: bool,
+        window_bits: int | None,
+        subprotocol: str = "",
+        path: str = "/ws",
+    ) -> None:
         self.server = server
         self.transport = WriteLog()
         self.protocol = server.factory.buildProtocol(self.transport.getPeer())
@@ -93,9 +110,11 @@ class MemoryClient:
         self._read = 0
         self.frames: list[tuple[int, bytes]] = []  # (opcode, payload inflated)
         self.lost = False
-        self._handshake(compression, window_bits)
+        self._handshake(compression, window_bits, subprotocol, path)
 
-    def _handshake(self, compression: bool, window_bits: int | None) -> None:
+    def _handshake(
+        self, compression: bool, window_bits: int | None, subprotocol: str, path: str
+    ) -> None:
         key = base64.b64encode(os.urandom(16)).decode()
         extension = ""
         if compression:
@@ -103,9 +122,11 @@ class MemoryClient:
             if window_bits is not None:
                 extension += f"; server_max_window_bits={window_bits}"
             extension += "\r\n"
+        if subprotocol:
+            extension += f"Sec-WebSocket-Protocol: {subprotocol}\r\n"
         self.protocol.dataReceived(
             (
-                "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                f"GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                 f"Sec-WebSocket-Version: 13\r\n{extension}\r\n"
             ).encode()

@@ -72,16 +72,20 @@ class Link:
 
 
 class Tokens:
-    """A fake of the access token store: ``enabled`` and ``accepts(token)``."""
+    """A fake of the access token store: ``enabled``, ``accepts(token)``, ``hold``."""
 
     def __init__(self, *tokens: str, enabled: bool = True) -> None:
         self.tokens = set(tokens)
         self.enabled = enabled
         self.asked: list[str | None] = []
+        self.held: list[tuple[str, str]] = []
 
     def accepts(self, token: str | None) -> bool:
         self.asked.append(token)
         return token in self.tokens
+
+    def hold(self, token: str, holder: Any, via: str) -> None:
+        self.held.append((token, via))
 
 
 class World:
@@ -615,6 +619,7 @@ def test_ticket_is_challenged_and_a_valid_token_joins() -> None:
     assert isinstance(welcome, message.Welcome)
     assert (welcome.authid, welcome.authmethod, welcome.authrole) == ("alice", "ticket", "client")
     assert world.hub.tokens.asked == ["t0ken"]
+    assert world.hub.tokens.held == [("t0ken", "ticket")]  # closed if it is revoked
     assert call(session, link, "orderbook.coins").args == [["BTC", "ETH"]]
 
 

@@ -12,12 +12,15 @@ server answers CHALLENGE ``ticket`` and the client's AUTHENTICATE signature
 
 A connection whose WebSocket upgrade already carried a valid token (query
 ``?token=`` or ``Authorization: Bearer``, as for the JSON API) may also join
-anonymously.
+anonymously. The checker holds every session admitted by a ticket: when the
+ticket is revoked, the checker calls the session's ``revoke`` (GOODBYE
+``orderbook.close.token_revoked``, then close 1008), as it closes connections
+whose upgrade token is revoked.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from autobahn.wamp import message
 
@@ -32,6 +35,9 @@ class TokenChecker(Protocol):
     def accepts(self, token: str | None) -> bool:
         """True if ``token`` grants access (constant-time comparison)."""
 
+    def hold(self, token: str, holder: Any, via: str) -> None:
+        """Call ``holder.revoke(code, reason)`` once ``token`` is revoked."""
+
 
 class AuthDisabled:
     """No access control: everyone joins anonymously."""
@@ -40,6 +46,9 @@ class AuthDisabled:
 
     def accepts(self, token: str | None) -> bool:
         return True
+
+    def hold(self, token: str, holder: Any, via: str) -> None:
+        """Nothing is ever revoked."""
 
 
 AUTH_DISABLED = AuthDisabled()

@@ -18,6 +18,7 @@ TOO_MANY_CALLS = "orderbook.error.too_many_calls"
 INTERNAL_ERROR = "orderbook.error.internal"
 GOODBYE_AND_OUT = "wamp.close.goodbye_and_out"
 SYSTEM_SHUTDOWN = "wamp.close.system_shutdown"
+TOKEN_REVOKED = "orderbook.close.token_revoked"  # GOODBYE/ABORT: the access token was revoked
 
 CLOSE_NORMAL = 1000  # autobahn lets applications close with 1000 or 3000-4999 only
 

@@ -109,7 +109,18 @@ class WampProtocol(FeedProtocol):
             self._idle.reset(self.factory.ws.idle_timeout_s)
 
     def _close(self, code: int, reason: str) -> None:
-        self.sendClose(code, reason)
+        if self.state == self.STATE_OPEN:
+            self.close_with(code, reason)  # any code: 1008 on revocation
+
+    def revoke(self, code: int, reason: str) -> bool:
+        """Its upgrade token was revoked: end the session (GOODBYE, see
+        :meth:`WampSession.revoke`) and the connection (False if both had ended)."""
+        if self.session is not None and self.session.revoke(code, reason):
+            return True
+        if self.state != self.STATE_OPEN:
+            return False
+        self.close_with(code, reason)
+        return True
 
     def forget(self) -> None:
         if self.session is not None:

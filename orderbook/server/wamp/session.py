@@ -24,6 +24,8 @@ here::
                                      unacknowledged publish has no reply in WAMP)
     REGISTER req {} proc ----------> ERROR not_authorized
     GOODBYE -----------------------> GOODBYE goodbye_and_out, then close
+                                     GOODBYE token_revoked, then close 1008 (SIGHUP
+                                     dropped the ticket or upgrade token it came in with)
     anything malformed or out of order -> ABORT protocol_violation, then close
 
 Fan-out stays build-once: every subscriber of a topic shares the topic's one
@@ -62,6 +64,7 @@ from orderbook.server.wamp.errors import (
     NO_SUCH_REALM,
     PROTOCOL_VIOLATION,
     SYSTEM_SHUTDOWN,
+    TOKEN_REVOKED,
     SessionAbort,
     WampError,
 )
@@ -244,6 +247,7 @@ class WampSession:
 
     def _authenticate(self, msg: message.Authenticate) -> None:
         auth.check_ticket(msg, self.hub.tokens)
+        self.hub.tokens.hold(msg.signature, self, "ticket")
         self._welcome(self._authid or f"client-{self.session_id}", "client", "ticket")
 
     def _welcome(self, authid: str, authrole: str, authmethod: str) -> None:
@@ -302,6 +306,23 @@ class WampSession:
         if self.state == "open":
             self._send(message.Goodbye(reason))
         self._end(CLOSE_NORMAL, reason)
+
+    def revoke(self, code: int, reason: str) -> bool:
+        """End the session, its access token was revoked: GOODBYE (ABORT before it
+        joined) ``token_revoked`` with ``reason``, then close with ``code``.
+        False when it had already ended."""
+        if self.state == "closed":
+            return False
+        ending = message.Goodbye if self.state == "open" else message.Abort
+        self._send(ending(TOKEN_REVOKED, reason))
+        self._log.info(
+            "WAMP session {session} from {peer} closed: {reason}",
+            session=self.session_id,
+            peer=self.peer,
+            reason=reason,
+        )
+        self._end(code, reason)
+        return True
 
     def _end(self, code: int, reason: str) -> None:
         self.connection_lost()
