@@ -428,3 +428,84 @@ async def test_wamp_ticket_is_checked_against_the_same_tokens(reactor, tmp_path)
         assert await TicketClient.join(harness, OTHER) == ("joined", "ticket")
     finally:
         await harness.stop()
+
+
+class JoinedTicketClient:
+    """An autobahn-python WAMP session joined with a ticket that stays joined, and what
+    it sees at the end: onLeave's reason and message, the WebSocket close code."""
+
+    def __init__(self) -> None:
+        from twisted.internet import defer
+
+        self.left: defer.Deferred[tuple[str, str]] = defer.Deferred()
+        self.closed: defer.Deferred[int | None] = defer.Deferred()
+        self.session: Any = None
+
+    async def join(self, harness: WampTokenHarness, ticket: str) -> JoinedTicketClient:
+        from autobahn.twisted.wamp import ApplicationSession
+        from autobahn.twisted.websocket import (
+            WampWebSocketClientFactory,
+            WampWebSocketClientProtocol,
+        )
+        from autobahn.wamp.serializer import JsonSerializer
+        from autobahn.wamp.types import ComponentConfig
+        from twisted.internet import defer
+
+        joined: defer.Deferred[str] = defer.Deferred()
+        client = self
+
+        class Session(ApplicationSession):
+            def onConnect(self) -> None:
+                self.join("orderbook", authmethods=["ticket"], authid="test")
+
+            def onChallenge(self, challenge: Any) -> str:
+                return ticket
+
+            def onJoin(self, details: Any) -> None:
+                client.session = self
+                joined.callback(details.authmethod)
+
+            def onLeave(self, details: Any) -> None:
+                client.left.callback((details.reason, details.message))
+                self.disconnect()
+
+        class Protocol(WampWebSocketClientProtocol):
+            def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+                super().onClose(wasClean, code, reason)
+                if not client.closed.called:
+                    client.closed.callback(code)
+
+        factory = WampWebSocketClientFactory(
+            lambda: Session(ComponentConfig("orderbook")),
+            url=f"wss://localhost:{harness.port_number}/ws",
+            serializers=[JsonSerializer()],
+        )
+        factory.protocol = Protocol
+        endpoint = SSL4ClientEndpoint(
+            harness.reactor, "127.0.0.1", harness.port_number, harness.tls()
+        )
+        await endpoint.connect(factory)
+        assert await joined == "ticket"
+        return self
+
+
+@pytest_twisted.ensureDeferred
+async def test_reload_ends_wamp_sessions_whose_ticket_was_revoked(reactor, tmp_path):
+    """What autobahn-python sees when its ticket leaves the file: onLeave with
+    orderbook.close.token_revoked and the reason, then the WebSocket close 1008. The
+    session whose ticket stays keeps working; /metrics counts the revocation."""
+    harness = await WampTokenHarness(reactor, tmp_path, True).start()
+    try:
+        revoked = await JoinedTicketClient().join(harness, GOOD)
+        kept = await JoinedTicketClient().join(harness, OTHER)
+        tokens_file(tmp_path, OTHER)
+        assert harness.store.reload()
+        assert await revoked.left == ("orderbook.close.token_revoked", "access token revoked")
+        assert await revoked.closed == 1008
+        assert await kept.session.call("orderbook.coins") == ["BTC", "ETH"]
+        _code, _headers, body = await harness.get("/metrics", token=OTHER)
+        assert 'orderbook_access_revoked_total{via="ticket"} 1' in body.decode()
+        kept.session.leave()
+        assert (await kept.left)[0] == "wamp.close.goodbye_and_out"  # it left itself
+    finally:
+        await harness.stop()

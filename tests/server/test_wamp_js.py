@@ -203,6 +203,9 @@ class Tokens:
     def accepts(self, token: str | None) -> bool:
         return token == "t0ken"
 
+    def hold(self, token: str, holder: Any, via: str) -> None:
+        """Nothing is revoked here (tests/server/test_access_wamp.py revokes)."""
+
 
 @pytest_twisted.ensureDeferred
 async def test_autobahn_js_joins_with_a_ticket(reactor: Any, tmp_path: Path) -> None:
