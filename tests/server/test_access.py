@@ -387,7 +387,7 @@ class TicketClient:
 
         class Session(ApplicationSession):
             def onConnect(self) -> None:
-                self.join("orderbook", authmethods=["ticket"], authid="test")
+                self.join("orderbook", authmethods=["ticket" if ticket else "anonymous"])
 
             def onChallenge(self, challenge: Any) -> str:
                 return ticket
@@ -430,9 +430,10 @@ async def test_wamp_ticket_is_checked_against_the_same_tokens(reactor, tmp_path)
         await harness.stop()
 
 
-class JoinedTicketClient:
-    """An autobahn-python WAMP session joined with a ticket that stays joined, and what
-    it sees at the end: onLeave's reason and message, the WebSocket close code."""
+class JoinedClient:
+    """An autobahn-python WAMP session that stays joined (with a ticket, or anonymously
+    on a ``?token=`` upgrade), and what it sees at the end: onLeave's reason and
+    message, the WebSocket close code."""
 
     def __init__(self) -> None:
         from twisted.internet import defer
@@ -441,7 +442,9 @@ class JoinedTicketClient:
         self.closed: defer.Deferred[int | None] = defer.Deferred()
         self.session: Any = None
 
-    async def join(self, harness: WampTokenHarness, ticket: str) -> JoinedTicketClient:
+    async def join(
+        self, harness: WampTokenHarness, ticket: str = "", query: str = ""
+    ) -> JoinedClient:
         from autobahn.twisted.wamp import ApplicationSession
         from autobahn.twisted.websocket import (
             WampWebSocketClientFactory,
@@ -456,7 +459,7 @@ class JoinedTicketClient:
 
         class Session(ApplicationSession):
             def onConnect(self) -> None:
-                self.join("orderbook", authmethods=["ticket"], authid="test")
+                self.join("orderbook", authmethods=["ticket" if ticket else "anonymous"])
 
             def onChallenge(self, challenge: Any) -> str:
                 return ticket
@@ -477,7 +480,7 @@ class JoinedTicketClient:
 
         factory = WampWebSocketClientFactory(
             lambda: Session(ComponentConfig("orderbook")),
-            url=f"wss://localhost:{harness.port_number}/ws",
+            url=f"wss://localhost:{harness.port_number}/ws{query}",
             serializers=[JsonSerializer()],
         )
         factory.protocol = Protocol
@@ -485,26 +488,29 @@ class JoinedTicketClient:
             harness.reactor, "127.0.0.1", harness.port_number, harness.tls()
         )
         await endpoint.connect(factory)
-        assert await joined == "ticket"
+        assert await joined == ("ticket" if ticket else "anonymous")
         return self
 
 
 @pytest_twisted.ensureDeferred
 async def test_reload_ends_wamp_sessions_whose_ticket_was_revoked(reactor, tmp_path):
-    """What autobahn-python sees when its ticket leaves the file: onLeave with
-    orderbook.close.token_revoked and the reason, then the WebSocket close 1008. The
-    session whose ticket stays keeps working; /metrics counts the revocation."""
+    """What autobahn-python sees when its ticket (or upgrade token) leaves the file:
+    onLeave with orderbook.close.token_revoked and the reason, then the WebSocket close
+    1008. The session whose ticket stays keeps working; /metrics counts both."""
     harness = await WampTokenHarness(reactor, tmp_path, True).start()
     try:
-        revoked = await JoinedTicketClient().join(harness, GOOD)
-        kept = await JoinedTicketClient().join(harness, OTHER)
+        by_ticket = await JoinedClient().join(harness, ticket=GOOD)
+        by_upgrade = await JoinedClient().join(harness, query=f"?token={GOOD}")
+        kept = await JoinedClient().join(harness, ticket=OTHER)
         tokens_file(tmp_path, OTHER)
         assert harness.store.reload()
-        assert await revoked.left == ("orderbook.close.token_revoked", "access token revoked")
-        assert await revoked.closed == 1008
+        for revoked in (by_ticket, by_upgrade):
+            assert await revoked.left == ("orderbook.close.token_revoked", "access token revoked")
+            assert await revoked.closed == 1008
         assert await kept.session.call("orderbook.coins") == ["BTC", "ETH"]
         _code, _headers, body = await harness.get("/metrics", token=OTHER)
         assert 'orderbook_access_revoked_total{via="ticket"} 1' in body.decode()
+        assert 'orderbook_access_revoked_total{via="upgrade"} 1' in body.decode()
         kept.session.leave()
         assert (await kept.left)[0] == "wamp.close.goodbye_and_out"  # it left itself
     finally:
