@@ -37,28 +37,44 @@ def families(metrics: Metrics) -> list[Family]:
 
 
 def merged_exposition(reports: dict[int, list[Family]], own: Metrics | None = None) -> str:
-    """Prometheus text for every worker: each family once, samples labelled by worker."""
+    """Prometheus text for every worker: each family once, samples labelled by worker.
+
+    The parent's own families follow unlabelled; one the workers also have
+    (the access reloads: every process reads the tokens file) joins theirs
+    with ``worker="parent"``, so no family is declared twice.
+    """
+    sources: list[tuple[str, list[Family]]] = [(str(w), reports[w]) for w in sorted(reports)]
+    known = {family["name"] for _, found in sources for family in found}
+    parents = families(own) if own is not None else []
+    sources.append(("parent", [f for f in parents if f["name"] in known]))
     order: list[str] = []
     merged: dict[str, tuple[Family, list[str]]] = {}
-    for worker in sorted(reports):
-        for family in reports[worker]:
+    for worker, found in sources:
+        for family in found:
             name = family["name"]
             if name not in merged:
                 order.append(name)
                 merged[name] = (family, [])
-            labels = ["worker", *family["labels"]]
-            for values, value in family["samples"]:
-                pairs = ",".join(
-                    f'{k}="{escape_label(str(v))}"'
-                    for k, v in zip(labels, [str(worker), *values], strict=True)
-                )
-                merged[name][1].append(f"{name}{{{pairs}}} {render_number(value)}")
+            merged[name][1].extend(_labelled_samples(family, worker))
     lines: list[str] = []
     for name in order:
         family, samples = merged[name]
         lines += [f"# HELP {name} {family['help']}", f"# TYPE {name} {family['kind']}", *samples]
-    text = "\n".join(lines) + "\n" if lines else ""
-    return text + (own.render() if own is not None else "")
+    for family in parents:
+        if family["name"] not in known:
+            lines += own.metrics[family["name"]].render()  # type: ignore[union-attr]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def _labelled_samples(family: Family, worker: str) -> list[str]:
+    labels = ["worker", *family["labels"]]
+    samples = []
+    for values, value in family["samples"]:
+        pairs = ",".join(
+            f'{k}="{escape_label(str(v))}"' for k, v in zip(labels, [worker, *values], strict=True)
+        )
+        samples.append(f"{family['name']}{{{pairs}}} {render_number(value)}")
+    return samples
 
 
 def combined_health(reports: dict[int, dict[str, Any]], expected: int) -> dict[str, Any]:

@@ -60,3 +60,17 @@ def test_a_missing_worker_keeps_the_server_from_reporting_ready():
     assert health["state"] == "initializing"
     assert "1 of 2 workers" in health["reason"]
     assert combined_health({}, expected=2)["state"] == "initializing"
+
+
+def test_a_family_the_parent_shares_with_the_workers_is_declared_once():
+    def reloads() -> Metrics:
+        metrics = Metrics()
+        metrics.counter("orderbook_access_reloads_total", "Reloads", ["result"]).inc(1, "ok")
+        return metrics
+
+    text = merged_exposition({0: families(reloads()), 1: families(reloads())}, own=reloads())
+    lines = text.splitlines()
+    assert lines.count("# TYPE orderbook_access_reloads_total counter") == 1
+    assert lines.count("# HELP orderbook_access_reloads_total Reloads") == 1
+    assert 'orderbook_access_reloads_total{worker="parent",result="ok"} 1' in lines
+    assert 'orderbook_access_reloads_total{worker="1",result="ok"} 1' in lines
