@@ -8,12 +8,14 @@ says (the root CA of a root -> intermediate -> leaf chain made here).
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 import signal
 import socket
 import ssl
 import stat
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -348,3 +350,49 @@ async def _until(reactor, condition, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for the reload")
         await deferLater(reactor, 0.01, lambda: None)
+
+
+def watch_tls_connections(served: tls.ServedCertificate) -> list[weakref.ref]:
+    """Weak references to every OpenSSL connection ``served`` makes from now on."""
+    made: list[weakref.ref] = []
+    make = served.options.serverConnectionForTLS
+
+    def recorded(protocol):
+        connection = make(protocol)
+        made.append(weakref.ref(connection))
+        return connection
+
+    served.options.serverConnectionForTLS = recorded
+    return made
+
+
+@pytest.mark.parametrize("ending", ["dropped", "garbage"])
+@pytest_twisted.ensureDeferred
+async def test_a_connection_ending_in_a_tls_error_is_freed_without_the_collector(
+    reactor, tmp_path, ending
+):
+    """A client that drops TCP without close_notify, or never speaks TLS: its OpenSSL
+    connection is freed by reference counting alone (gc_policy freezes what the
+    collector has not freed, so a cycle here would be kept for good)."""
+    chain = Chain(tmp_path)
+    served, listening = serve(reactor, tls.TLSFiles(chain.key, chain.fullchain))
+    port = await listening
+    made = watch_tls_connections(served)
+    gc.collect()
+    gc.disable()
+    try:
+        if ending == "dropped":
+            client = await threads.deferToThread(Client, port.getHost().port, chain.root)
+            assert await threads.deferToThread(client.get) == b"HTTP/1.1 200 OK"
+            client.close()  # no close_notify: the server reads an EOF that TLS calls an error
+        else:
+            raw = socket.create_connection(("127.0.0.1", port.getHost().port))
+            raw.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")  # not a ClientHello
+            await _until(reactor, lambda: made)
+        assert len(made) == 1
+        await _until(reactor, lambda: not port.factory.protocols and made[0]() is None)
+        if ending == "garbage":
+            raw.close()
+    finally:
+        gc.enable()
+        await port.stopListening()
