@@ -491,6 +491,7 @@ self_signed = yes
 listen = ssl:{port}:interface=127.0.0.1
 path = /ws
 page = yes
+workers = 1
 
 [log]
 format = text

@@ -50,6 +50,7 @@ validate_interval_s = 0
 [server]
 listen = tcp:{port}:interface=127.0.0.1
 path = /ws
+workers = 1
 """
 
 

@@ -69,6 +69,7 @@ validate_interval_s = 0
 [server]
 listen = ssl:{port}:interface=127.0.0.1
 path = /ws
+workers = 1
 
 [tls]
 certificate = {tmp}/tls/cert.pem

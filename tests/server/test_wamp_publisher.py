@@ -153,17 +153,35 @@ def credentials(crossbar: Crossbar) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def crossbar(tmp_path: Path) -> Any:
+@pytest.fixture(scope="module")
+def router(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One Crossbar.io node for the module (starting one takes seconds)."""
     if not CROSSBAR.exists():
         pytest.skip(f"Crossbar.io not installed at {CROSSBAR} (run scripts/install-test-tools)")
-    node = Crossbar(tmp_path / "cb")
+    node = Crossbar(tmp_path_factory.mktemp("cb"))
     try:
         node.start()
         node.wait_ready()
         yield node
     finally:
         node.stop()
+
+
+@pytest.fixture
+def crossbar(router: Crossbar) -> Crossbar:
+    """The module's router, running: started again if a test stopped it and failed.
+
+    Every test ends its sessions (publishers stopped, clients left), so the
+    next one finds none of our registrations. Subscriptions of an Autobahn|JS
+    client that has exited can outlive it on the router for seconds, so the
+    tests that count the router's topics exactly come before the Node ones
+    (pytest runs a module's tests in file order).
+    """
+    if router.proc is None or router.proc.popen.poll() is not None:
+        router.stop()
+        router.start()
+        router.wait_ready()
+    return router
 
 
 async def join_router(reactor: Any, port: int) -> Probe:
@@ -243,35 +261,6 @@ async def test_events_and_calls_flow_through_crossbar(
         await direct.stop()
 
 
-@pytest_twisted.ensureDeferred
-async def test_autobahn_js_on_crossbar_gets_the_events(reactor: Any, crossbar: Crossbar) -> None:
-    """An Autobahn|JS client connected to Crossbar receives our events and calls our procedures."""
-    from tests.server.test_wamp_js import deliver_block, need_node, run_node, wait_subscribed
-
-    need_node()
-    publisher = CrossbarPublisher(
-        WampSettings(**credentials(crossbar)),
-        small_books(),
-        Metrics(),
-        reactor,
-    )
-    publisher.startService()
-    node = None
-    try:
-        await until(reactor, lambda: publisher.status()["connected"], timeout=20)
-        node = run_node(reactor, [crossbar.url, "orderbook", "BTC", "ETH", "2", "router"])
-        await wait_subscribed(reactor, node)
-        await until(reactor, lambda: publisher.status()["topics"] == 4, timeout=10)
-        calls = await deliver_block(node, publisher)
-        assert calls["coins"] == ["BTC", "ETH"]
-        assert calls["bad"] == "wamp.error.invalid_argument"
-    finally:
-        if node is not None and not node.ended.called:
-            node.transport.signalProcess("KILL")  # a failed test must not leave node running
-            await node.ended
-        await publisher.stopService()
-
-
 def test_a_ticket_is_refused_over_plain_ws(tmp_path: Path) -> None:
     """router_ticket with a ws:// router_url: the config is refused at load, and a
     publisher given such settings does not connect and says why in /health."""
@@ -327,6 +316,35 @@ async def test_a_refused_registration_does_not_stop_publishing(
     finally:
         await first.stopService()
         await second.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_autobahn_js_on_crossbar_gets_the_events(reactor: Any, crossbar: Crossbar) -> None:
+    """An Autobahn|JS client connected to Crossbar receives our events and calls our procedures."""
+    from tests.server.test_wamp_js import deliver_block, need_node, run_node, wait_subscribed
+
+    need_node()
+    publisher = CrossbarPublisher(
+        WampSettings(**credentials(crossbar)),
+        small_books(),
+        Metrics(),
+        reactor,
+    )
+    publisher.startService()
+    node = None
+    try:
+        await until(reactor, lambda: publisher.status()["connected"], timeout=20)
+        node = run_node(reactor, [crossbar.url, "orderbook", "BTC", "ETH", "2", "router"])
+        await wait_subscribed(reactor, node)
+        await until(reactor, lambda: publisher.status()["topics"] == 4, timeout=10)
+        calls = await deliver_block(node, publisher)
+        assert calls["coins"] == ["BTC", "ETH"]
+        assert calls["bad"] == "wamp.error.invalid_argument"
+    finally:
+        if node is not None and not node.ended.called:
+            node.transport.signalProcess("KILL")  # a failed test must not leave node running
+            await node.ended
+        await publisher.stopService()
 
 
 @pytest_twisted.ensureDeferred
