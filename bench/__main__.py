@@ -1,7 +1,7 @@
 """``python -m bench``: the end-to-end benchmark, with its baseline in the same run.
 
     python -m bench [--parts e2e,baseline] [--clients 100,1000] [--workers 1,2]
-                    [--seconds 20] [--scale 0.2] [--json FILE]
+                    [--seconds 20] [--warmup-s 5] [--scale 0.2] [--json FILE]
 
 Parts:
 
@@ -41,6 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--balance", default="reuseport", help="reuseport, shared (comma list; workers > 1)"
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="measured window per run")
+    parser.add_argument("--warmup-s", type=float, default=5.0, help="before each measured window")
     parser.add_argument("--scale", type=float, default=0.2, help="simulator load per block")
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     return parser.parse_args(argv)
@@ -55,7 +56,9 @@ def run_e2e(args: argparse.Namespace) -> list[dict]:
     for clients in numbers(args.clients):
         for workers in numbers(args.workers):
             for balance in args.balance.split(",") if workers > 1 else ["reuseport"]:
-                run = e2e.run(clients, workers, args.seconds, args.scale, balance=balance)
+                run = e2e.run(
+                    clients, workers, args.seconds, args.scale, args.warmup_s, balance=balance
+                )
                 rows.append(e2e.as_dict(run))
                 print(e2e_line(rows[-1]), flush=True)
     return rows

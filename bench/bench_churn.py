@@ -8,7 +8,7 @@ after another over ``--seconds`` (long enough to span the server's
 once-a-minute ``gc.freeze()``), subscribe to l2Book and trades of BTC, read
 one message and leave, half of them cleanly, half by dropping the socket.
 Printed: the server's RSS (parent and workers) before, at the end of the churn
-and 10 s later, and the growth per 1,000 connections. Numbers, never pass/fail.
+and ``--settle-s`` (10) later, and the growth per 1,000 connections. Numbers, never pass/fail.
 """
 
 from __future__ import annotations
@@ -85,6 +85,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=3000)
     parser.add_argument("--seconds", type=float, default=140.0)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--warmup-s", type=float, default=5.0, help="before the baseline RSS")
+    parser.add_argument("--settle-s", type=float, default=10.0, help="after the churn")
     args = parser.parse_args()
     raise_open_files()
     import subprocess
@@ -108,11 +110,11 @@ def main() -> None:
                 stdout=log, stderr=subprocess.STDOUT, env=child_env(), cwd=workdir,
             )  # fmt: skip
         wait_ready(port, server)
-        time.sleep(5)  # a bench: let the first blocks settle before the baseline
+        time.sleep(args.warmup_s)  # a bench: let the first blocks settle before the baseline
         before = rss_kb(server.pid)
         failed = asyncio.run(churn(port, args.connections, args.seconds))
         after = rss_kb(server.pid)
-        time.sleep(10)
+        time.sleep(args.settle_s)
         settled = rss_kb(server.pid)
         grown = (settled - before) / 1024
         per_1000 = grown / args.connections * 1000 if args.connections else 0.0

@@ -23,7 +23,16 @@ SMOKE = {
         "--scale",
         "0.05",
     ],
-    "bench_churn.py": ["--connections", "20", "--seconds", "2"],
+    "bench_churn.py": [
+        "--connections",
+        "20",
+        "--seconds",
+        "2",
+        "--warmup-s",
+        "0.5",
+        "--settle-s",
+        "0.5",
+    ],
     "bench_fanout.py": ["--clients", "5", "--seconds", "0.5", "--json"],
 }
 
@@ -103,6 +112,8 @@ def test_end_to_end_bench_measures_every_figure(tmp_path):
             "1",
             "--seconds",
             "2",
+            "--warmup-s",
+            "0.5",
             "--scale",
             "0.02",
             "--json",

@@ -288,9 +288,12 @@ def fresh_install(tmp_path: Path) -> Path:
             REPO / name, source / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
         )
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # Without a pip of its own (ensurepip takes seconds): this interpreter's pip installs
+    # into it (pip --python).
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    install = [str(python), "-m", "pip", "install", "-q", "--no-deps", str(source)]
+    pip = [sys.executable, "-m", "pip", "--python", str(python)]
+    install = [*pip, "install", "-q", "--no-deps", str(source)]
     subprocess.run(install, check=True, cwd=tmp_path, env=_clean_env())
     purelib = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
