@@ -37,6 +37,7 @@ SMOKE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(SMOKE))
 def test_benchmark_runs_and_prints_its_numbers(script, tmp_path):
     """Each bench exits 0 and ends with its JSON metadata."""
@@ -77,6 +78,7 @@ def test_committed_book_baseline_is_complete():
     assert 0 < baseline["bytes_per_order"] <= 250
 
 
+@pytest.mark.slow
 def test_book_regression_guard_passes_and_fails_loudly(tmp_path):
     """--write-baseline records a workload; --guard re-runs it and exits 0 with PASS, or
     1 with a loud FAIL when normalised blocks/s fell more than 20% below the baseline."""
@@ -98,6 +100,7 @@ def test_book_regression_guard_passes_and_fails_loudly(tmp_path):
     assert "dropped" in run.stdout and "B per resting order" in run.stdout
 
 
+@pytest.mark.slow
 def test_end_to_end_bench_measures_every_figure(tmp_path):
     """``python -m bench``: a real twistd, simulator and clients; every figure present."""
     out = tmp_path / "bench.json"

@@ -301,6 +301,7 @@ def describe_difference(ours: list[list[dict]], theirs: list[list[dict]]) -> lis
     return lines
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["by_block", "streaming"])
 def test_client_l4_book_equals_simulator_book_through_faults(tmp_path, mode):
     """Snapshot + Updates rebuild the simulator's book exactly, again after each fault."""

@@ -64,6 +64,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+@pytest.mark.slow
 def test_streaming_delivers_every_block_and_trades(tmp_path):
     """Streaming mode on a live simulator: BLOCKS consecutive l4Book updates, trades, and
     the block-to-client latency within the grace plus a block interval (p99 < 1 s here,

@@ -155,6 +155,7 @@ def test_both_workers_serve_one_port_and_report_as_one_server(cluster):
             client.close()
 
 
+@pytest.mark.slow
 def test_a_killed_worker_costs_only_its_clients_who_reconnect(cluster):
     health = cluster.wait_ready()
     clients = [cluster.client() for _ in range(CLIENTS)]

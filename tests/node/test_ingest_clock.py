@@ -352,6 +352,7 @@ def _retained_by_ingest(snapshot) -> int:
     return total
 
 
+@pytest.mark.slow
 def test_memory_is_flat_after_warm_up(rig):
     """Thousands of blocks ingested: what the ingest side keeps does not grow with them
     (validation keeps line positions in a bounded window, not decoded blocks)."""

@@ -51,7 +51,7 @@ def running(tmp_path, reactor):
 
     def start(mode: str) -> tuple[SimulatorService, IngestService, Books, Listener, Metrics]:
         sim = SimulatorService(
-            tmp_path / "data", seed=11, mode=mode, scale=0.1, blocks_per_second=40,
+            tmp_path / "data", seed=11, mode=mode, scale=0.1, blocks_per_second=20,
             blocks=BLOCKS, reactor=reactor,
         )  # fmt: skip
         sim.startService()

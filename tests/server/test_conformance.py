@@ -22,6 +22,7 @@ WSTEST = REPO / ".tools" / "wstest" / "bin" / "wstest"
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["ws", "wss"])
 def test_autobahn_testsuite_cases_1_to_10_pass(tmp_path, scheme):
     """No case of 1-10 is FAILED, over ws:// and over wss:// (one test each, so that

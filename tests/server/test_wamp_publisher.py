@@ -203,6 +203,7 @@ async def wait_for_router(reactor: Any, crossbar: Crossbar) -> None:
     )
 
 
+@pytest.mark.slow
 @pytest_twisted.ensureDeferred
 async def test_events_and_calls_flow_through_crossbar(
     reactor: Any, tmp_path: Path, crossbar: Crossbar
