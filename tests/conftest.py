@@ -25,6 +25,7 @@ SHARED_BY_MODULE = frozenset(
         "tests/e2e/test_page.py",
         "tests/e2e/test_soak.py",
         "tests/e2e/test_wamp_e2e.py",
+        "tests/server/test_stalled_rss.py",
         "tests/server/test_wamp_publisher.py",
     }
 )

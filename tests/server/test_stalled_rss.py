@@ -128,11 +128,15 @@ def masked_text(payload: bytes) -> bytes:
     return struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask + body
 
 
-@pytest.fixture
-def server(tmp_path):
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One server for the module (building its book takes seconds): each test ends with
+    its clients gone and the memory given back, and takes its own baseline."""
     if not Path("/proc/self/status").exists():
         pytest.skip("needs /proc (Linux) to read the server's RSS")
-    process = ServerProcess(tmp_path, "--orders", str(ORDERS), *SERVER_OPTIONS)
+    process = ServerProcess(
+        tmp_path_factory.mktemp("rss"), "--orders", str(ORDERS), *SERVER_OPTIONS
+    )
     yield process
     process.stop()
 
