@@ -467,6 +467,8 @@ def _clock(ms: int) -> str:
 # -- the real demo ------------------------------------------------------------------
 
 
+# workers = 1: the test is about the page;
+# the process layout is tested in tests/e2e/test_workers.py.
 DEMO_INI = """\
 [simulator]
 enabled = yes

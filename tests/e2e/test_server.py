@@ -37,6 +37,8 @@ from tests.e2e.procs import (
 
 pytestmark = pytest.mark.e2e
 
+# workers = 1: these tests are about the protocol and ingest;
+# the process layout is tested in tests/e2e/test_workers.py.
 SERVER_INI = """\
 [node]
 data_dir = {data_dir}

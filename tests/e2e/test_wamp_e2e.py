@@ -57,6 +57,8 @@ REALM = "orderbook-e2e"
 COIN = "BTC"
 L4_COINS = ["BTC", "@107"]  # @107: a coin whose topic needs percent-encoding (%40107)
 
+# workers = 1: these tests are about the WAMP clients;
+# the process layout is tested in tests/e2e/test_workers.py.
 SERVER_INI = """\
 [node]
 data_dir = {data_dir}
