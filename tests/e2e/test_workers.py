@@ -118,6 +118,9 @@ def alive(pid: int) -> bool:
     return True
 
 
+SNAPSHOT_REQUESTS = "orderbook_node_snapshot_requests_total"
+
+
 @pytest.fixture
 def cluster(tmp_path):
     started = Cluster(tmp_path)
@@ -148,8 +151,11 @@ def test_both_workers_serve_one_port_and_report_as_one_server(cluster):
             "every worker's connections in /metrics",
         )
         assert "orderbook_workers_alive 2" in metrics
-        # one node snapshot served both workers' bootstrap
-        assert "orderbook_node_snapshot_requests_total 1" in metrics.splitlines()
+        # the parent asked the node once per round and a round serves every worker
+        # that asked within it (tests/workers/test_snapshots.py): one request, or two
+        # when a loaded machine started the second worker after the first round left
+        requests = [line for line in metrics.splitlines() if line.startswith(SNAPSHOT_REQUESTS)]
+        assert requests in ([f"{SNAPSHOT_REQUESTS} 1"], [f"{SNAPSHOT_REQUESTS} 2"]), requests
     finally:
         for client in clients:
             client.close()
