@@ -377,40 +377,18 @@ class TicketClient:
 
     @staticmethod
     async def join(harness: WampTokenHarness, ticket: str) -> Any:
-        from autobahn.twisted.wamp import ApplicationSession
-        from autobahn.twisted.websocket import WampWebSocketClientFactory
-        from autobahn.wamp.serializer import JsonSerializer
-        from autobahn.wamp.types import ComponentConfig
+        """("joined", authmethod), then it leaves; or ("left", the refusal's reason)."""
         from twisted.internet import defer
 
-        outcome: defer.Deferred[Any] = defer.Deferred()
-
-        class Session(ApplicationSession):
-            def onConnect(self) -> None:
-                self.join("orderbook", authmethods=["ticket" if ticket else "anonymous"])
-
-            def onChallenge(self, challenge: Any) -> str:
-                return ticket
-
-            def onJoin(self, details: Any) -> None:
-                outcome.callback(("joined", details.authmethod))
-                self.leave()
-
-            def onLeave(self, details: Any) -> None:
-                if not outcome.called:
-                    outcome.callback(("left", details.reason))
-                self.disconnect()
-
-        factory = WampWebSocketClientFactory(
-            lambda: Session(ComponentConfig("orderbook")),
-            url=f"wss://localhost:{harness.port_number}/ws",
-            serializers=[JsonSerializer()],
+        client = JoinedClient()
+        await client.connect(harness, ticket=ticket)
+        value, first = await defer.DeferredList(
+            [client.joined, client.left], fireOnOneCallback=True, consumeErrors=True
         )
-        endpoint = SSL4ClientEndpoint(
-            harness.reactor, "127.0.0.1", harness.port_number, harness.tls()
-        )
-        await endpoint.connect(factory)
-        return await outcome
+        if first == 0:
+            client.session.leave()
+            return ("joined", value)
+        return ("left", value[0])
 
 
 @pytest_twisted.ensureDeferred
@@ -438,6 +416,7 @@ class JoinedClient:
     def __init__(self) -> None:
         from twisted.internet import defer
 
+        self.joined: defer.Deferred[str] = defer.Deferred()
         self.left: defer.Deferred[tuple[str, str]] = defer.Deferred()
         self.closed: defer.Deferred[int | None] = defer.Deferred()
         self.session: Any = None
@@ -445,6 +424,11 @@ class JoinedClient:
     async def join(
         self, harness: WampTokenHarness, ticket: str = "", query: str = ""
     ) -> JoinedClient:
+        await self.connect(harness, ticket, query)
+        assert await self.joined == ("ticket" if ticket else "anonymous")
+        return self
+
+    async def connect(self, harness: WampTokenHarness, ticket: str = "", query: str = "") -> None:
         from autobahn.twisted.wamp import ApplicationSession
         from autobahn.twisted.websocket import (
             WampWebSocketClientFactory,
@@ -452,9 +436,7 @@ class JoinedClient:
         )
         from autobahn.wamp.serializer import JsonSerializer
         from autobahn.wamp.types import ComponentConfig
-        from twisted.internet import defer
 
-        joined: defer.Deferred[str] = defer.Deferred()
         client = self
 
         class Session(ApplicationSession):
@@ -466,7 +448,7 @@ class JoinedClient:
 
             def onJoin(self, details: Any) -> None:
                 client.session = self
-                joined.callback(details.authmethod)
+                client.joined.callback(details.authmethod)
 
             def onLeave(self, details: Any) -> None:
                 client.left.callback((details.reason, details.message))
@@ -488,8 +470,6 @@ class JoinedClient:
             harness.reactor, "127.0.0.1", harness.port_number, harness.tls()
         )
         await endpoint.connect(factory)
-        assert await joined == ("ticket" if ticket else "anonymous")
-        return self
 
 
 @pytest_twisted.ensureDeferred
