@@ -10,8 +10,10 @@ Two facts shape it (measured on 520k resting orders, bench/bench_book.py):
   a reactor stall). With a threshold of 10,000 none ran in 400 busy blocks:
   the temporaries are gone before the count gets there.
 - A full collection walks every tracked object, ~400 ms over 500k orders.
-  Every minute the survivors of a young collection are frozen
-  (``gc.freeze()``), so full passes only see what is newer than that.
+  Every minute what survives a full collection is frozen (``gc.freeze()``),
+  so full passes only see what is newer than that: the next one costs about
+  what a young one does. Freezing without collecting everything first would
+  keep cyclic garbage for good (see :func:`freeze_old_objects`).
 
 And one fact of glibc's allocator: memory freed by Python is not given back
 to the OS by itself. Big buffers (an L4 snapshot's bytes, a compressed
@@ -74,15 +76,19 @@ def raise_young_threshold() -> tuple[int, int, int]:
 
 
 def freeze_old_objects() -> None:
-    """Collect the young generations, then move every survivor out of the collector's sight.
+    """Collect every generation, then move every survivor out of the collector's sight.
 
-    Survivors of a young collection are long-lived (resting orders,
-    subscriptions); ``gc.freeze()`` is O(1) and exempts them from later full
-    passes. Frozen objects are still freed by reference counting, so only
-    cyclic garbage older than a minute is kept (rare: the node events and
-    orders never form cycles, and discarded books are cut apart).
+    Survivors are long-lived (resting orders, subscriptions); ``gc.freeze()``
+    is O(1) and exempts them from later full passes. The collection is a
+    full one because frozen objects are never collected: cyclic garbage
+    frozen with them (a finished HTTP request's objects, a Deferred chain,
+    anything that died in the old generation) would be kept for good, and
+    did: ~13 KB per validation snapshot, issue 14. It walks only what is
+    newer than the last freeze, everything older is frozen already. What is
+    frozen alive is still freed by reference counting, unless it dies as a
+    cycle (discarded books and connections are cut apart for that).
     """
-    gc.collect(1)
+    gc.collect()
     gc.freeze()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 
 import pytest
 from twisted.internet.task import Clock
@@ -13,6 +14,7 @@ from orderbook.gc_policy import (
     TRIM_INTERVAL_S,
     YOUNG_THRESHOLD,
     GcPolicy,
+    freeze_old_objects,
     release_memory,
     rss_kb,
 )
@@ -76,3 +78,53 @@ def test_release_memory_gives_freed_heap_pages_back():
     assert release_memory()
     assert grown - before > 80_000 and kept - before > 80_000, "glibc gave it back by itself"
     assert rss_kb() - before < 20_000 and pin
+
+
+class _Cycle:
+    """An object that refers to itself: only the cyclic collector can free it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def old_cyclic_garbage() -> weakref.ref[_Cycle]:
+    """A cycle that reached the old generation alive (a full collection moves survivors
+    there), then became garbage; a weak reference to it."""
+    cycle = _Cycle()
+    gc.collect()
+    ref = weakref.ref(cycle)
+    del cycle
+    return ref
+
+
+@pytest.fixture
+def no_automatic_gc():
+    """Only explicit collections run (none may free the garbage by chance); nothing
+    stays frozen after the test."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
+def test_freeze_collects_old_cyclic_garbage_instead_of_keeping_it(no_automatic_gc):
+    """Issue 14: a young collection before ``gc.freeze()`` left the old generation's
+    cyclic garbage to be frozen, where no collection ever frees it."""
+    garbage = old_cyclic_garbage()
+    freeze_old_objects()
+    assert garbage() is None
+    gc.collect()  # a frozen survivor would be out of its reach
+    assert gc.get_freeze_count() > 0
+
+
+def test_freeze_keeps_what_is_alive(no_automatic_gc):
+    """What is still referenced is frozen, not freed, and reference counting frees it later."""
+    alive = _Cycle()
+    alive.me = None  # no cycle: freed by reference counting even when frozen
+    ref = weakref.ref(alive)
+    freeze_old_objects()
+    assert ref() is alive
+    del alive
+    assert ref() is None
