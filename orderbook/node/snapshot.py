@@ -29,11 +29,27 @@ from typing import Any
 
 import msgspec
 from twisted.internet import error, task
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    wrapClientTLS,
+)
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
-from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool
+from twisted.web.client import (
+    URI,
+    Agent,
+    BrowserLikePolicyForHTTPS,
+    FileBodyProducer,
+    HTTPConnectionPool,
+)
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgentEndpointFactory
+from zope.interface import implementer
 
 from orderbook.book.books import Books
 from orderbook.book.coin_book import dismantle
@@ -70,6 +86,34 @@ retained lines): a worker's parent may then hand out one it already has. A node
 ignores the header."""
 
 
+@implementer(IAgentEndpointFactory)
+class _Endpoints:
+    """TCP (TLS for https) to the URL's host; an IP address is connected to directly.
+
+    Twisted's own endpoint resolves even ``127.0.0.1`` in a thread pool, whose
+    idle thread holds its last job (a closure that refers to itself) until the
+    next request: the load's ``gc.freeze()`` in between made that one cycle
+    per validation permanent (issue 14). A host name still goes that way.
+    """
+
+    def __init__(self, reactor) -> None:  # type: ignore[no-untyped-def]
+        self.reactor = reactor
+
+    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:  # noqa: N802 (Twisted API)
+        host = uri.host.decode("ascii")
+        endpoint: IStreamClientEndpoint
+        if isIPAddress(host):
+            endpoint = TCP4ClientEndpoint(self.reactor, host, uri.port)
+        elif isIPv6Address(host):
+            endpoint = TCP6ClientEndpoint(self.reactor, host, uri.port)
+        else:
+            endpoint = HostnameEndpoint(self.reactor, uri.host, uri.port)
+        if uri.scheme == b"https":
+            tls = BrowserLikePolicyForHTTPS().creatorForNetloc(uri.host, uri.port)
+            endpoint = wrapClientTLS(tls, endpoint)
+        return endpoint
+
+
 async def request_snapshot(
     reactor, info_url: str, out_path: Path, timeout_s: float, not_before: int | None = None
 ) -> None:
@@ -82,7 +126,7 @@ async def request_snapshot(
 
     pool = HTTPConnectionPool(reactor, persistent=False)
     pool._factory.noisy = False  # no "Starting factory" lines for every snapshot request
-    agent = Agent(reactor, pool=pool)
+    agent = Agent.usingEndpointFactory(reactor, _Endpoints(reactor), pool=pool)
     producer = FileBodyProducer(BytesIO(request_body(out_path)))
     headers = Headers({b"Content-Type": [b"application/json"]})
     if not_before is not None:
