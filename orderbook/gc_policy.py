@@ -83,7 +83,7 @@ def freeze_old_objects() -> None:
     full one because frozen objects are never collected: cyclic garbage
     frozen with them (a finished HTTP request's objects, a Deferred chain,
     anything that died in the old generation) would be kept for good, and
-    did: ~13 KB per validation snapshot, issue 14. It walks only what is
+    did: ~12 KB per validation snapshot, issue 14. It walks only what is
     newer than the last freeze, everything older is frozen already. What is
     frozen alive is still freed by reference counting, unless it dies as a
     cycle (discarded books and connections are cut apart for that).

@@ -96,7 +96,7 @@ class _Endpoints:
     per validation permanent (issue 14). A host name still goes that way.
     """
 
-    def __init__(self, reactor) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
 
     def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:  # noqa: N802 (Twisted API)

@@ -299,7 +299,7 @@ def test_load_collects_garbage_made_before_it_instead_of_freezing_it(tmp_path):
 @pytest_twisted.inlineCallbacks
 def test_validation_fetches_leave_nothing_frozen_for_good(tmp_path, reactor):
     """Request, wait, load (a validation's fetch) three times: no cyclic garbage is
-    frozen. Before (issue 14) each fetch kept ~90 objects, ~13 KB: the HTTP
+    frozen. Before (issue 14) each fetch kept ~90 objects, ~12 KB: the HTTP
     client's (pool, factory, protocol, parser, headers) and the resolver
     thread's last job (127.0.0.1 resolved in a thread pool)."""
     info, port, url = listen_info(reactor, _document)
