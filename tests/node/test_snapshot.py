@@ -305,6 +305,7 @@ def test_validation_fetches_leave_nothing_frozen_for_good(tmp_path, reactor):
     info, port, url = listen_info(reactor, _document)
     settings = NodeSettings(info_url=url)
     frozen_garbage()  # a clean start: nothing frozen, no garbage
+    earlier = gc.get_objects()  # kept alive: what other tests left cannot die meanwhile
     try:
         for _ in range(3):
             books = yield defer.Deferred.fromCoroutine(
@@ -316,6 +317,7 @@ def test_validation_fetches_leave_nothing_frozen_for_good(tmp_path, reactor):
         kept = [f"{type(o).__module__}.{type(o).__qualname__}" for o in frozen_garbage()]
         assert kept == []
     finally:
+        del earlier
         yield port.stopListening()
 
 
