@@ -109,12 +109,18 @@ def decode_cloid(value: int | str | None) -> str | None:
     return f"0x{value:032x}"
 
 
-class Order(msgspec.Struct, eq=False, repr_omit_defaults=True):
+class Order(msgspec.Struct, eq=False, repr_omit_defaults=True, gc=False):
     """A resting order; ``level`` gives its price, side and coin.
 
-    A msgspec Struct rather than a slots class: the same 88 bytes, but built
-    by C code (~2.5x faster than a Python ``__init__``), which the hot path of
-    every ``new`` diff pays.
+    A msgspec Struct rather than a slots class: built by C code (~2.5x faster
+    than a Python ``__init__``), which the hot path of every ``new`` diff pays.
+    Never tracked by the garbage collector (``gc=False``, 16 bytes less): a
+    mainnet book makes ~130k new orders a minute that outlive a young
+    collection, and walking them cost ~150 ms a minute. A resting order is
+    in a cycle with its level (``level.orders``); leaving the level ends it
+    (``level`` is set to None) and discarded books are cut apart
+    (:func:`~orderbook.book.coin_book.dismantle`), so reference counting
+    frees every order.
     """
 
     oid: int

@@ -157,3 +157,44 @@ def test_adopt_coin_and_abandon_hand_books_to_dismantle():
     rest = staging.abandon()
     assert [book.coin for book in rest] == ["ETH"]
     assert staging.coins() == [] and staging.order_count() == 0
+
+
+def test_resting_orders_are_invisible_to_the_collector():
+    """Orders are never tracked by the collector (gc=False): a full or freeze-time
+    collection walks levels, not half a million orders (150 ms a minute at mainnet
+    size when they were tracked, bench in docs/performance.rst)."""
+    books = Books()
+    load(books, "BTC", "B", [(oid, f"{100 - oid * 0.01:.2f}") for oid in range(1, 2_001)])
+    books.apply_block(block(1, diffs=[new(5_000 + i, "99.5") for i in range(500)]))
+    gc.collect()
+    tracked = sum(1 for o in gc.get_objects() if type(o).__name__ == "Order")
+    assert books.order_count() == 2_500 and tracked == 0
+
+
+def test_orders_churned_through_blocks_are_freed_by_reference_counting():
+    """New orders that rest, then leave, are freed without the collector: an order
+    is part of a cycle (order -> level -> its orders) only while it rests."""
+    import tracemalloc
+
+    books = Books()
+    load(books, "BTC", "B", [(1, "100.0")])
+    books.set_height(0, BLOCK_MS)
+    gc.collect()
+    gc.disable()
+    try:
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for height in range(1, 51):
+            first = 10_000 + height * 200
+            diffs = [new(oid, f"{90 + (oid % 50) * 0.1:.1f}") for oid in range(first, first + 200)]
+            books.apply_block(block(2 * height - 1, diffs=diffs))
+            gone = [
+                remove(oid, f"{90 + (oid % 50) * 0.1:.1f}") for oid in range(first, first + 200)
+            ]
+            books.apply_block(block(2 * height, diffs=gone))
+        kept = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        assert books.order_count() == 1
+        assert kept < 200_000  # 10,000 orders came and went: ~2.3 MB had they been kept
+    finally:
+        gc.enable()
