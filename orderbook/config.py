@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlparse
 
+from twisted.internet.endpoints import _parse  # Twisted's endpoint-string parser
+
 MODES = ("by_block", "streaming")
 MARKETS = ("perps", "spot", "hip3", "outcome")
 LOG_FORMATS = ("text", "json")
@@ -95,6 +97,26 @@ def _nonempty_lines(text: str) -> tuple[str, ...]:
     if not values:
         raise ValueError("needs at least one value")
     return values
+
+
+_PORTED = ("tcp", "ssl", "tcp6", "ssl6")  # endpoints whose first argument is a port
+
+
+def _endpoints(text: str) -> tuple[str, ...]:
+    """Listen lines; a ``tcp:``/``ssl:`` one must name a port 0-65535."""
+    values = _lines(text)
+    for spec in values:
+        args, kwargs = _parse(spec)
+        if args and args[0] in _PORTED:
+            port = str(kwargs.get("port", args[1] if len(args) > 1 else ""))
+            if not (port.isdigit() and int(port) <= 65535):
+                raise ValueError(f"{spec}: the port must be a number 0-65535, not {port!r}")
+    return values
+
+
+def _listen_lines(text: str) -> tuple[str, ...]:
+    _nonempty_lines(text)
+    return _endpoints(text)
 
 
 def _workers(text: str) -> int:
@@ -214,12 +236,12 @@ class TLSSettings:
 class ServerSettings:
     """Listening endpoints and HTTP paths (section ``[server]``)."""
 
-    listen: tuple[str, ...] = key(("ssl:8000",), parse=_nonempty_lines)
+    listen: tuple[str, ...] = key(("ssl:8000",), parse=_listen_lines)
     path: str = key("/ws", parse=_url_path)
     page: bool = True
     workers: int = key(os.cpu_count() or 1, parse=_workers)
     balance: str = key("reuseport", choices=BALANCES)
-    metrics_listen: tuple[str, ...] = key((), parse=_lines)
+    metrics_listen: tuple[str, ...] = key((), parse=_endpoints)
 
 
 @dataclass(frozen=True)

@@ -184,6 +184,9 @@ def test_shipped_config_files_list_every_key(name):
         ("[log]\nformat = xml\n", "[log] format: expected one of text, json"),
         ("[wamp]\nrouter_url = http://x\n", "[wamp] router_url: expected a ws:// or wss://"),
         ("[server]\npath = ws\n", "[server] path: expected an absolute path"),
+        ("[server]\nlisten = ssl:118000\n", "[server] listen: ssl:118000: the port must be"),
+        ("[server]\nlisten = tcp:port=http\n", "[server] listen: tcp:port=http: the port must"),
+        ("[server]\nmetrics_listen = tcp\n", "[server] metrics_listen: tcp: the port must be"),
     ],
 )
 def test_mistakes_name_file_section_key_and_problem(tmp_path, extra, message):

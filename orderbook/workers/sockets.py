@@ -85,7 +85,7 @@ def bind(address: Address, reuse_port: bool) -> socket.socket:
     try:
         sock.bind((address.interface, address.port))
         sock.listen(address.backlog)
-    except OSError:
+    except (OSError, OverflowError):  # OverflowError: a port past 65535
         sock.close()
         raise
     sock.setblocking(False)
@@ -122,11 +122,12 @@ class ListeningSockets:
                 made.append(bind(address, reuse_port))
                 if address.port == 0:  # the others join the port the first one got
                     address = Address(made[0].getsockname()[1], address.interface, address.backlog)
-        except OSError as exc:
+        except (OSError, OverflowError) as exc:
             for sock in made:
                 sock.close()
             self.close()
-            raise ListenError(f"cannot listen on {spec}: {exc.strerror or exc}") from None
+            reason = getattr(exc, "strerror", None) or exc
+            raise ListenError(f"cannot listen on {spec}: {reason}") from None
         self._sockets.extend(made)
         for index, fds in enumerate(self.per_worker):
             fds.append(made[index % count].fileno())

@@ -61,6 +61,12 @@ def test_a_busy_port_is_one_clear_error():
             )
 
 
+def test_a_port_past_65535_is_one_clear_error():
+    """(The config refuses it first; the parent's own bind says so too.)"""
+    with pytest.raises(ListenError, match="cannot listen on ssl:118000: .*0-65535"):
+        ListeningSockets([("ssl:118000", "tcp:118000")], workers=2, balance="reuseport")
+
+
 def bound_port(fd: int) -> int:
     with socket.socket(fileno=os.dup(fd)) as sock:
         return sock.getsockname()[1]
