@@ -187,10 +187,14 @@ class GateProtocol(ProtocolWrapper):
             self._reply(status, text)
 
     def write(self, data: bytes) -> None:
+        if self.transport is None:  # lost: nowhere to write
+            return
         self._handshake_done()
         self.transport.write(data)
 
     def writeSequence(self, data: Any) -> None:
+        if self.transport is None:
+            return
         self._handshake_done()
         self.transport.writeSequence(data)
 
@@ -239,7 +243,20 @@ class GateProtocol(ProtocolWrapper):
         self.factory.unregisterProtocol(self)
         if self._connected:
             self.wrappedProtocol.connectionLost(reason)
+        self._let_go()
+
+    def _let_go(self) -> None:
+        """Drop every reference down and up the chain, so it is freed by reference counting.
+
+        TLS still holds the HTTP channel as its producer, and the channel
+        holds us: with our transport (and ``write``, bound to it) that is a
+        cycle, and one that lived through a gc.freeze() (gc_policy) would
+        never be collected.
+        """
         self.wrappedProtocol = None
+        self.transport = None
+        self.__dict__.pop("write", None)
+        self.__dict__.pop("writeSequence", None)
 
 
 class GatedSite(Site):
