@@ -2,15 +2,16 @@
 
 Two facts shape it (measured on 520k resting orders, bench/bench_book.py):
 
-- Applying a block allocates ~1,500 objects the collector tracks (orders,
-  levels, per-coin updates, lists) and frees nearly all of them by the time
+- Applying a block allocates ~1,500 objects the collector tracks (levels,
+  per-coin updates, lists; orders are untracked, ``book/order.py``) and
+  frees nearly all of them by the time
   the block has been fanned out. With CPython's default young-generation
   threshold (700) a young collection ran every other block, tracing live
   temporaries (0.3 ms each), and a full one every few hundred blocks (~34 ms,
   a reactor stall). With a threshold of 10,000 none ran in 400 busy blocks:
   the temporaries are gone before the count gets there.
-- A full collection walks every tracked object, ~400 ms over 500k orders.
-  Every minute what survives a full collection is frozen (``gc.freeze()``),
+- A full collection walks every tracked object: ~400 ms over 500k orders
+  when orders were tracked, still the levels and dicts now. Every minute what survives a full collection is frozen (``gc.freeze()``),
   so full passes only see what is newer than that: the next one costs about
   what a young one does. Freezing without collecting everything first would
   keep cyclic garbage for good (see :func:`freeze_old_objects`).
