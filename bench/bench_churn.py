@@ -26,32 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.clients import open_feed, raise_open_files, read_frame  # noqa: E402
 from bench.e2e import Child, server_config, wait_ready  # noqa: E402
+from bench.soak.processes import children, status_kb  # noqa: E402
 from tests.e2e.procs import child_env, free_port  # noqa: E402
 
 
 def rss_kb(pid: int) -> int:
     """VmRSS of ``pid`` and its children (the workers), in kB."""
-    total = 0
-    for proc in [pid, *_children(pid)]:
-        try:
-            text = Path(f"/proc/{proc}/status").read_text()
-        except OSError:
-            continue
-        total += int(re.search(r"VmRSS:\s+(\d+)", text).group(1))
-    return total
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat[1]) == pid:
-                found.append(int(entry.name))
-    return found
+    return sum(status_kb(proc, "VmRSS") for proc in [pid, *children(pid)])
 
 
 async def one_client(port: int, clean: bool) -> None:

@@ -184,19 +184,19 @@ class Server:
 
     def pids(self) -> list[int]:
         """The server's processes: twistd and its workers (children), if any."""
-        return [self.pid, *_children(self.pid)]
+        return [self.pid, *children(self.pid)]
 
     def rss_mb(self) -> float:
         """Resident memory of every server process, summed."""
-        return sum(_status_kb(pid, "VmRSS") for pid in self.pids()) / 1024
+        return sum(status_kb(pid, "VmRSS") for pid in self.pids()) / 1024
 
     def rss_by_process_mb(self) -> list[float]:
         """Resident memory of twistd, then of each worker."""
-        return [round(_status_kb(pid, "VmRSS") / 1024, 1) for pid in self.pids()]
+        return [round(status_kb(pid, "VmRSS") / 1024, 1) for pid in self.pids()]
 
     def peak_rss_mb(self) -> float:
         """Every server process's own peak (VmHWM), summed: an upper bound of the peak."""
-        return sum(_status_kb(pid, "VmHWM") for pid in self.pids()) / 1024
+        return sum(status_kb(pid, "VmHWM") for pid in self.pids()) / 1024
 
     def log_problems(self) -> list[str]:
         """Lines around every ``Unhandled`` or ``Traceback`` in the server's log."""
@@ -208,7 +208,7 @@ class Server:
         return found
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
     """Processes whose parent is ``pid`` (from /proc/*/stat)."""
     children = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -231,7 +231,7 @@ def total(samples: dict[str, float], name: str, **labels: str) -> float:
     )
 
 
-def _status_kb(pid: int, key: str) -> int:
+def status_kb(pid: int, key: str) -> int:
     """A ``/proc/PID/status`` value in kB (0 once the process is gone)."""
     try:
         text = Path(f"/proc/{pid}/status").read_text()
