@@ -91,17 +91,16 @@ class Startup(MultiService):
 
     def privilegedStartService(self) -> None:
         Service.privilegedStartService(self)
-        for service in self:
-            try:
-                service.privilegedStartService()
-            except CannotListenError as exc:
-                process.fail(listen_failure(exc, service.name))
+        self._start_each("privilegedStartService")
 
     def startService(self) -> None:
         Service.startService(self)
+        self._start_each("startService")
+
+    def _start_each(self, step: str) -> None:
         for service in self:
             try:
-                service.startService()
+                getattr(service, step)()
             except CannotListenError as exc:
                 process.fail(listen_failure(exc, service.name))
 
