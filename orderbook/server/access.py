@@ -136,7 +136,8 @@ class TokenStore:
         """Remember that open ``holder`` came in with ``token`` (closed if it is revoked).
 
         ``holder``: a WebSocket connection (``via`` its upgrade) or a WAMP session
-        (``via`` its ticket); either may offer ``revoke(code, reason) -> bool``.
+        (``via`` its ticket); its ``revoke(code, reason)`` ends it (False if it
+        had ended already).
         """
         self._holders.setdefault(holder, {})[via] = token.encode("utf-8", "replace")
 
@@ -147,27 +148,11 @@ class TokenStore:
             if not gone:
                 continue
             del self._holders[holder]
-            if _close(holder, CLOSE_POLICY, REVOKED):
+            if holder.revoke(CLOSE_POLICY, REVOKED):
                 self.revoked.inc(1, gone[0])
                 closed += 1
         if closed:
             _log.info("closed {count} connections whose token was revoked", count=closed)
-
-
-def _close(holder: Any, code: int, reason: str) -> bool:
-    """End a connection or session (False if it had already ended): its own
-    ``revoke`` if it has one, else the WebSocket closing handshake."""
-    revoke = getattr(holder, "revoke", None)
-    if revoke is not None:
-        return bool(revoke(code, reason))
-    if getattr(holder, "state", None) != getattr(holder, "STATE_OPEN", object()):
-        return False
-    close_with = getattr(holder, "close_with", None)
-    if close_with is not None:  # the feed's: any code (autobahn's sendClose allows few)
-        close_with(code, reason)
-    else:
-        holder.sendClose(code, reason)
-    return True
 
 
 def bearer_token(authorization: str | None, query_tokens: Iterable[str]) -> str | None:

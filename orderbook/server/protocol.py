@@ -123,6 +123,17 @@ class OutboxProtocol(WebSocketServerProtocol):
         """Start the closing handshake with any valid code (sendClose allows few)."""
         self.sendCloseFrame(code=code, reasonUtf8=reason.encode()[:123], isReply=False)
 
+    def close_if_open(self, code: int, reason: str) -> bool:
+        """:meth:`close_with` unless closing has begun (then False)."""
+        if self.state != self.STATE_OPEN:
+            return False
+        self.close_with(code, reason)
+        return True
+
+    def revoke(self, code: int, reason: str) -> bool:
+        """Its access token was revoked (access.TokenStore): close; False if it had ended."""
+        return self.close_if_open(code, reason)
+
     def connectionLost(self, reason: Failure) -> None:
         try:
             super().connectionLost(reason)

@@ -89,7 +89,7 @@ class WampProtocol(FeedProtocol):
             link = PacedLink(self.outbox)
             link.attach(self.transport)
             hub = self.factory.hub
-            self.session = hub.open(link, self._close, self.peer, self._upgrade_token)
+            self.session = hub.open(link, self.close_if_open, self.peer, self._upgrade_token)
         except Exception:
             self._log.failure("WAMP onOpen failed for {peer}", peer=self.peer)
             raise
@@ -108,19 +108,12 @@ class WampProtocol(FeedProtocol):
         if self._idle is not None and self._idle.active():
             self._idle.reset(self.factory.ws.idle_timeout_s)
 
-    def _close(self, code: int, reason: str) -> None:
-        if self.state == self.STATE_OPEN:
-            self.close_with(code, reason)  # any code: 1008 on revocation
-
     def revoke(self, code: int, reason: str) -> bool:
         """Its upgrade token was revoked: end the session (GOODBYE, see
         :meth:`WampSession.revoke`) and the connection (False if both had ended)."""
         if self.session is not None and self.session.revoke(code, reason):
             return True
-        if self.state != self.STATE_OPEN:
-            return False
-        self.close_with(code, reason)
-        return True
+        return self.close_if_open(code, reason)
 
     def forget(self) -> None:
         if self.session is not None:
