@@ -99,24 +99,27 @@ def _nonempty_lines(text: str) -> tuple[str, ...]:
     return values
 
 
-_PORTED = ("tcp", "ssl", "tcp6", "ssl6")  # endpoints whose first argument is a port
+PORT_ENDPOINTS = ("tcp", "ssl", "tcp6", "ssl6")  # endpoint kinds whose first argument is a port
 
 
 def _endpoints(text: str) -> tuple[str, ...]:
-    """Listen lines; a ``tcp:``/``ssl:`` one must name a port 0-65535."""
-    values = _lines(text)
-    for spec in values:
-        args, kwargs = _parse(spec)
-        if args and args[0] in _PORTED:
-            port = str(kwargs.get("port", args[1] if len(args) > 1 else ""))
-            if not (port.isdigit() and int(port) <= 65535):
-                raise ValueError(f"{spec}: the port must be a number 0-65535, not {port!r}")
-    return values
+    """Listen lines (metrics_listen: none is fine)."""
+    return _ports_checked(_lines(text))
 
 
 def _listen_lines(text: str) -> tuple[str, ...]:
-    _nonempty_lines(text)
-    return _endpoints(text)
+    return _ports_checked(_nonempty_lines(text))
+
+
+def _ports_checked(specs: tuple[str, ...]) -> tuple[str, ...]:
+    """``specs``, once every ``tcp:``/``ssl:`` one names a port 0-65535."""
+    for spec in specs:
+        args, kwargs = _parse(spec)
+        if args and args[0] in PORT_ENDPOINTS:
+            port = str(kwargs.get("port", args[1] if len(args) > 1 else ""))
+            if not (port.isdigit() and int(port) <= 65535):
+                raise ValueError(f"{spec}: the port must be a number 0-65535, not {port!r}")
+    return specs
 
 
 def _workers(text: str) -> int:

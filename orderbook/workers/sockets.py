@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from twisted.internet.endpoints import _parse, serverFromString
 
+from orderbook.config import PORT_ENDPOINTS
+
 
 class ListenError(Exception):
     """A listen endpoint that cannot be bound (named, with the reason)."""
@@ -49,7 +51,7 @@ def address_of(spec: str) -> Address | None:
     if kind == "systemd":
         return None
     port = kwargs.get("port", args[0] if args else None)
-    if kind not in ("tcp", "ssl", "tcp6", "ssl6") or port is None:
+    if kind not in PORT_ENDPOINTS or port is None:
         raise ListenError(
             f"cannot listen on {spec} with [server] workers > 1: workers support tcp:, ssl: "
             "and systemd: endpoints (set workers = 1)"
