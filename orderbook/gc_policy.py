@@ -11,9 +11,10 @@ Two facts shape it (measured on 520k resting orders, bench/bench_book.py):
   a reactor stall). With a threshold of 10,000 none ran in 400 busy blocks:
   the temporaries are gone before the count gets there.
 - A full collection walks every tracked object: ~400 ms over 500k orders
-  when orders were tracked, still the levels and dicts now. Every minute what survives a full collection is frozen (``gc.freeze()``),
-  so full passes only see what is newer than that: the next one costs about
-  what a young one does. Freezing without collecting everything first would
+  when orders were tracked; levels and dicts still are. Every minute what
+  survives a full collection is frozen (``gc.freeze()``), so full passes
+  only see what is newer than that: the next one costs about what a young
+  one does. Freezing without collecting everything first would
   keep cyclic garbage for good (see :func:`freeze_old_objects`).
 
 And one fact of glibc's allocator: memory freed by Python is not given back
