@@ -26,8 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.clients import open_feed, raise_open_files, read_frame  # noqa: E402
 from bench.e2e import Child, server_config, wait_ready  # noqa: E402
-from bench.soak.processes import children, status_kb  # noqa: E402
-from tests.e2e.procs import child_env, free_port  # noqa: E402
+from tests.e2e.procs import child_env, children, free_port, status_kb  # noqa: E402
 
 
 def rss_kb(pid: int) -> int:

@@ -58,18 +58,6 @@ def release_memory() -> bool:
     return True
 
 
-def rss_kb() -> int:
-    """This process's resident set size (``VmRSS``) in KiB; 0 where /proc has none."""
-    try:
-        with open("/proc/self/status", "rb") as status:
-            for line in status:
-                if line.startswith(b"VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def raise_young_threshold() -> tuple[int, int, int]:
     """Set the young generation's threshold to YOUNG_THRESHOLD; return the old thresholds."""
     previous = gc.get_threshold()

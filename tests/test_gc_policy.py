@@ -16,8 +16,8 @@ from orderbook.gc_policy import (
     GcPolicy,
     freeze_old_objects,
     release_memory,
-    rss_kb,
 )
+from tests.e2e.procs import own_rss_kb
 
 
 def test_policy_raises_the_young_threshold_while_running_and_restores_it():
@@ -66,18 +66,18 @@ def test_policy_releases_memory_at_start_and_every_trim_interval(monkeypatch):
 
 def test_release_memory_gives_freed_heap_pages_back():
     """Freed small blocks stay in the footprint until malloc_trim returns them (glibc)."""
-    if rss_kb() == 0 or gc_policy._MALLOC_TRIM is None:
+    if own_rss_kb() == 0 or gc_policy._MALLOC_TRIM is None:
         pytest.skip("needs /proc and glibc's malloc_trim")
     release_memory()
-    before = rss_kb()
+    before = own_rss_kb()
     blocks = [bytes(range(256)) * 4 + bytes([i % 256]) for i in range(100_000)]  # ~100 MB
     pin = bytes(range(256)) * 4 + b"pin"  # the heap's top stays in use: no automatic trim
-    grown = rss_kb()
+    grown = own_rss_kb()
     del blocks
-    kept = rss_kb()
+    kept = own_rss_kb()
     assert release_memory()
     assert grown - before > 80_000 and kept - before > 80_000, "glibc gave it back by itself"
-    assert rss_kb() - before < 20_000 and pin
+    assert own_rss_kb() - before < 20_000 and pin
 
 
 class _Cycle:

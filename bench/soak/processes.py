@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.procs import Proc, free_port, spawn_simulator, spawn_twistd
+from tests.e2e.procs import Proc, children, free_port, spawn_simulator, spawn_twistd, status_kb
 
 TOKEN_NAMES = ("clients", "revoked")  # every client's token; one revoked mid-soak
 START_TIME = "2026-05-05T22:00:00"  # the writer's clock: a date directory change comes soon
@@ -208,19 +208,6 @@ class Server:
         return found
 
 
-def children(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (from /proc/*/stat)."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            children.append(int(stat.parent.name))
-    return sorted(children)
-
-
 def total(samples: dict[str, float], name: str, **labels: str) -> float:
     """The sum of ``name``'s samples having ``labels`` (over workers, say)."""
     wanted = [f'{key}="{value}"' for key, value in labels.items()]
@@ -229,13 +216,3 @@ def total(samples: dict[str, float], name: str, **labels: str) -> float:
         for sample, value in samples.items()
         if sample.split("{", 1)[0] == name and all(label in sample for label in wanted)
     )
-
-
-def status_kb(pid: int, key: str) -> int:
-    """A ``/proc/PID/status`` value in kB (0 once the process is gone)."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    match = re.search(rf"^{key}:\s+(\d+) kB", text, re.MULTILINE)
-    return int(match.group(1)) if match else 0

@@ -138,3 +138,31 @@ def spawn_simulator(workdir: Path, *options: str) -> Proc:
 
 def have(program: str) -> bool:
     return shutil.which(program) is not None
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc/*/stat)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return sorted(children)
+
+
+def status_kb(pid: int, key: str) -> int:
+    """A ``/proc/PID/status`` value in kB (0 once the process is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(rf"^{key}:\s+(\d+) kB", text, re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+def own_rss_kb() -> int:
+    """This process's VmRSS in kB (0 where /proc has none)."""
+    return status_kb(os.getpid(), "VmRSS")

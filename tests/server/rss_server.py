@@ -27,11 +27,12 @@ from orderbook.book.books import Books
 from orderbook.book.events import Block
 from orderbook.config import ServerSettings, WebSocketSettings
 from orderbook.feed.registry import Registry
-from orderbook.gc_policy import TRIM_INTERVAL_S, GcPolicy, rss_kb
+from orderbook.gc_policy import TRIM_INTERVAL_S, GcPolicy
 from orderbook.metrics import Metrics
 from orderbook.node.snapshot import load_snapshot
 from orderbook.server.site import make_site
 from tests.book.blocks import remove
+from tests.e2e.procs import own_rss_kb
 from tests.server.test_protocol import new_order_block
 from tests.server.test_wamp_js import deep_books
 
@@ -88,7 +89,7 @@ def serve(books: Books, args: argparse.Namespace) -> None:
             "subscriptions": registry.subscription_count(),
             "paused": sum(1 for c in registry.connections if c.outbox and c.outbox.paused),
         }
-        print(json.dumps({**line, "rss_kb": rss_kb()}), flush=True)
+        print(json.dumps({**line, "rss_kb": own_rss_kb()}), flush=True)
 
     endpoint.listen(site).addCallback(started)
     task.LoopingCall(tick).start(args.block_ms / 1000, now=False)
