@@ -133,7 +133,8 @@ def test_twistd_listens_and_stops_on_sigterm(tmp_path):
 
 
 def test_demo_streams_every_channel_to_an_official_api_client(tmp_path):
-    """etc/demo.ini as shipped (ports moved): l2Book, trades, bbo, l4Book flow over TLS."""
+    """etc/demo.ini as shipped (ports moved): l2Book, trades, bbo, l4Book flow over TLS,
+    to a plain client and to the official Python SDK."""
     port, info_port = free_port(), free_port()
     config = tmp_path / "demo.ini"
     demo = (REPO / "etc" / "demo.ini").read_text()
@@ -160,8 +161,39 @@ def test_demo_streams_every_channel_to_an_official_api_client(tmp_path):
         seen = collect_channels(client, {"l2Book", "trades", "bbo", "l4Book", "pong"}, 60)
         assert seen["subscriptionResponse"] == 4
         client.close()
+        certificate = tmp_path / "demo-data" / "tls" / "cert.pem"
+        assert official_sdk_channels(port, certificate) == {"l2Book", "trades", "bbo", "allMids"}
     finally:
         assert server.stop() in (0, -15)
+
+
+def official_sdk_channels(port: int, certificate: Path, timeout: float = 60) -> set[str]:
+    """The channels Hyperliquid's own Python SDK receives from us, set up as
+    docs/examples/sdk_client.py shows (``Info`` with the coins' metadata given) and
+    trusting the demo's certificate as docs/client-api.rst says."""
+    info_module = pytest.importorskip(
+        "hyperliquid.info", reason="pip install '.[test]' brings the official SDK"
+    )
+    os.environ["WEBSOCKET_CLIENT_CA_BUNDLE"] = str(certificate)
+    seen: set[str] = set()
+    info = info_module.Info(
+        f"https://127.0.0.1:{port}",
+        meta={"universe": [{"name": "BTC", "szDecimals": 5}]},
+        spot_meta={"universe": [], "tokens": []},
+    )
+    try:
+        for subscription in (
+            {"type": "l2Book", "coin": "BTC"},
+            {"type": "trades", "coin": "BTC"},
+            {"type": "bbo", "coin": "BTC"},
+            {"type": "allMids"},
+        ):
+            info.subscribe(subscription, lambda message: seen.add(message["channel"]))
+        wait_until(lambda: len(seen) == 4, timeout, "the SDK's four channels")
+    finally:
+        info.disconnect_websocket()
+        del os.environ["WEBSOCKET_CLIENT_CA_BUNDLE"]
+    return seen
 
 
 def tls_version(port: int, version: ssl.TLSVersion) -> str | None:
